@@ -1,0 +1,147 @@
+//! Group commit for session writes, owned by `TokenActor`.
+//!
+//! `TokenActor` never waits on the database: it hands each write to this
+//! task through a bounded queue and moves on to its next message. The task
+//! takes everything queued (up to `max_batch`, optionally waiting up to
+//! `max_wait` for more), writes it with one [`Store::write_sessions`] call
+//! (one transaction, one statement per kind of write), and only then tells
+//! each submitter its own outcome. So a caller is answered only after its
+//! row is durable, and under load many callers share one commit.
+//!
+//! When the last [`SessionWriter`] handle is dropped (the actor stopped or
+//! crashed), the task still writes everything already queued, then exits;
+//! nothing accepted is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
+
+/// Submissions allowed to wait for the writer. Beyond this, submitting
+/// fails at once and the request gets 503: memory stays bounded when the
+/// database is slower than the traffic.
+const QUEUE_CAPACITY: usize = 65_536;
+
+pub type WriteResult = Result<WriteOutcome, StoreError>;
+
+struct Submission {
+    write: SessionWrite,
+    done: oneshot::Sender<WriteResult>,
+}
+
+/// Handle to the writer task; cheap to clone.
+#[derive(Clone)]
+pub struct SessionWriter {
+    queue: mpsc::Sender<Submission>,
+}
+
+/// The writer's queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterBusy;
+
+impl SessionWriter {
+    /// Starts the writer task.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        max_batch: usize,
+        max_wait: Duration,
+        write_timeout: Duration,
+    ) -> Self {
+        let (queue, inbox) = mpsc::channel(QUEUE_CAPACITY);
+        tokio::spawn(run(store, inbox, max_batch.max(1), max_wait, write_timeout));
+        SessionWriter { queue }
+    }
+
+    /// Queues a write; the receiver yields its outcome once durable.
+    pub fn submit(
+        &self,
+        write: SessionWrite,
+    ) -> Result<oneshot::Receiver<WriteResult>, WriterBusy> {
+        let (done, outcome) = oneshot::channel();
+        self.queue
+            .try_send(Submission { write, done })
+            .map_err(|_| WriterBusy)?;
+        Ok(outcome)
+    }
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    mut inbox: mpsc::Receiver<Submission>,
+    max_batch: usize,
+    max_wait: Duration,
+    write_timeout: Duration,
+) {
+    let mut batch: Vec<Submission> = Vec::with_capacity(max_batch);
+    while let Some(first) = inbox.recv().await {
+        batch.push(first);
+        collect(&mut inbox, &mut batch, max_batch, max_wait).await;
+
+        let writes: Vec<SessionWrite> = batch.iter().map(|s| s.write.clone()).collect();
+        // A database that accepts the connection but never answers must not
+        // stall every session write forever.
+        let result = match tokio::time::timeout(write_timeout, store.write_sessions(&writes)).await
+        {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable("session write timed out".into())),
+        };
+        tracing::debug!(writes = writes.len(), ok = result.is_ok(), "session batch");
+        answer(&mut batch, result);
+    }
+}
+
+/// Adds to `batch` whatever is already queued, and, if `max_wait` is set,
+/// what arrives within it, up to `max_batch` submissions.
+async fn collect(
+    inbox: &mut mpsc::Receiver<Submission>,
+    batch: &mut Vec<Submission>,
+    max_batch: usize,
+    max_wait: Duration,
+) {
+    while batch.len() < max_batch {
+        match inbox.try_recv() {
+            Ok(s) => batch.push(s),
+            Err(_) => break,
+        }
+    }
+    if max_wait.is_zero() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + max_wait;
+    while batch.len() < max_batch {
+        match tokio::time::timeout_at(deadline, inbox.recv()).await {
+            Ok(Some(s)) => batch.push(s),
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+fn answer(batch: &mut Vec<Submission>, result: Result<Vec<WriteOutcome>, StoreError>) {
+    match result {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
+            for submission in batch.drain(..) {
+                // A store that returns fewer outcomes than writes is a bug;
+                // report it instead of acknowledging blindly.
+                let outcome = outcomes
+                    .next()
+                    .ok_or_else(|| StoreError::Internal("store returned too few outcomes".into()));
+                // The submitter may have given up (timeout); that is fine.
+                let _ = submission.done.send(outcome);
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for submission in batch.drain(..) {
+                let err = match &e {
+                    StoreError::EmailTaken => StoreError::Internal(message.clone()),
+                    StoreError::Unavailable(_) => StoreError::Unavailable(message.clone()),
+                    StoreError::Internal(_) => StoreError::Internal(message.clone()),
+                };
+                let _ = submission.done.send(Err(err));
+            }
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! The supervisor: starts `UserActor`, `TokenActor` and `DbHealthActor` as
+//! linked children, and restarts a child that fails.
+//!
+//! Every failure is logged at WARN (`event = "actor_failed"`, with the actor,
+//! the reason and the restart count) and counted. Restarts back off
+//! exponentially (first at once, then 50 ms, 100 ms, ... up to 5 s). A child
+//! that fails more than `restart_limit` times within `restart_window` is not
+//! restarted again: the supervisor logs `event = "supervisor_gave_up"` at
+//! ERROR and stops, and the process exits non-zero rather than limping on.
+//! While a child is down its [`ChildSlot`] is empty, so requests for it get
+//! 503 at once.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+use super::db_health::{DbHealthActor, HealthDeps, HealthHandle, HealthMsg};
+use super::token::{TokenActor, TokenDeps, TokenHandle};
+use super::user::{UserActor, UserDeps, UserHandle, UserMsg};
+use super::ChildSlot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActorKind {
+    User,
+    Token,
+    DbHealth,
+}
+
+impl ActorKind {
+    pub const ALL: [ActorKind; 3] = [ActorKind::User, ActorKind::Token, ActorKind::DbHealth];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ActorKind::User => "UserActor",
+            ActorKind::Token => "TokenActor",
+            ActorKind::DbHealth => "DbHealthActor",
+        }
+    }
+}
+
+impl std::fmt::Display for ActorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Restarts per actor since start-up (for metrics and tests).
+#[derive(Default)]
+pub struct RestartCounters {
+    user: AtomicU64,
+    token: AtomicU64,
+    db_health: AtomicU64,
+}
+
+impl RestartCounters {
+    fn counter(&self, kind: ActorKind) -> &AtomicU64 {
+        match kind {
+            ActorKind::User => &self.user,
+            ActorKind::Token => &self.token,
+            ActorKind::DbHealth => &self.db_health,
+        }
+    }
+
+    pub fn get(&self, kind: ActorKind) -> u64 {
+        self.counter(kind).load(Ordering::Relaxed)
+    }
+}
+
+/// The handles the HTTP layer uses, plus what the supervisor refills.
+#[derive(Clone)]
+pub struct Services {
+    pub users: UserHandle,
+    pub tokens: TokenHandle,
+    pub health: HealthHandle,
+    pub restarts: Arc<RestartCounters>,
+}
+
+/// Everything the supervisor needs to (re)start its children.
+pub struct SupervisorArgs {
+    pub user_deps: Arc<UserDeps>,
+    pub user_slot: Arc<ChildSlot<UserMsg>>,
+    pub token_deps: Arc<TokenDeps>,
+    pub health_deps: Arc<HealthDeps>,
+    pub health_slot: Arc<ChildSlot<HealthMsg>>,
+    pub restarts: Arc<RestartCounters>,
+    pub restart_limit: usize,
+    pub restart_window: Duration,
+}
+
+pub enum SupervisorMsg {
+    /// Start (again) the child of this kind.
+    Start(ActorKind),
+}
+
+pub struct Supervisor;
+
+pub struct SupervisorState {
+    args: SupervisorArgs,
+    children: HashMap<ActorId, ActorKind>,
+    /// Recent failure instants per child, for backoff and the give-up limit.
+    failures: HashMap<ActorKind, VecDeque<Instant>>,
+}
+
+const BACKOFF_BASE: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        let mut state = SupervisorState {
+            args,
+            children: HashMap::new(),
+            failures: HashMap::new(),
+        };
+        // Token first: the other two only talk to it.
+        for kind in [ActorKind::Token, ActorKind::User, ActorKind::DbHealth] {
+            state.start(kind, myself.get_cell()).await?;
+        }
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        message: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Start(kind) => {
+                if let Err(e) = state.start(kind, myself.get_cell()).await {
+                    // pre_start failed: count it as another failure.
+                    state.failed(kind, &e.to_string(), &myself);
+                } else {
+                    tracing::warn!(
+                        event = "actor_restarted",
+                        actor = kind.name(),
+                        restart_count = state.args.restarts.get(kind),
+                        "supervisor restarted a child actor"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, reason) => {
+                if let Some(kind) = state.children.remove(&cell.get_id()) {
+                    state.clear_slot(kind);
+                    state.failed(kind, &reason.to_string(), &myself);
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => {
+                // A clean stop only happens at shutdown: do not restart.
+                if let Some(kind) = state.children.remove(&cell.get_id()) {
+                    state.clear_slot(kind);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl SupervisorState {
+    async fn start(&mut self, kind: ActorKind, me: ActorCell) -> Result<(), ActorProcessingErr> {
+        let a = &self.args;
+        let id = match kind {
+            ActorKind::User => {
+                let (r, _) =
+                    Actor::spawn_linked(None, UserActor, Arc::clone(&a.user_deps), me).await?;
+                a.user_slot.set(Some(r.clone()));
+                r.get_id()
+            }
+            ActorKind::Token => {
+                let (r, _) =
+                    Actor::spawn_linked(None, TokenActor, Arc::clone(&a.token_deps), me).await?;
+                a.token_deps.slot.set(Some(r.clone()));
+                r.get_id()
+            }
+            ActorKind::DbHealth => {
+                let (r, _) =
+                    Actor::spawn_linked(None, DbHealthActor, Arc::clone(&a.health_deps), me)
+                        .await?;
+                a.health_slot.set(Some(r.clone()));
+                r.get_id()
+            }
+        };
+        self.children.insert(id, kind);
+        Ok(())
+    }
+
+    fn clear_slot(&self, kind: ActorKind) {
+        match kind {
+            ActorKind::User => self.args.user_slot.set(None),
+            ActorKind::Token => self.args.token_deps.slot.set(None),
+            ActorKind::DbHealth => self.args.health_slot.set(None),
+        }
+    }
+
+    /// Records a failure and schedules the restart, or gives up.
+    fn failed(&mut self, kind: ActorKind, reason: &str, myself: &ActorRef<SupervisorMsg>) {
+        let now = Instant::now();
+        let window = self.args.restart_window;
+        let recent = self.failures.entry(kind).or_default();
+        recent.push_back(now);
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > window)
+        {
+            recent.pop_front();
+        }
+        let in_window = recent.len();
+        let restart_count = self
+            .args
+            .restarts
+            .counter(kind)
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if in_window > self.args.restart_limit {
+            tracing::error!(
+                event = "supervisor_gave_up",
+                actor = kind.name(),
+                reason,
+                failures_in_window = in_window,
+                window_secs = window.as_secs(),
+                "child actor keeps failing; supervisor stops and authd exits"
+            );
+            myself.stop(Some(format!("{kind} failed {in_window} times")));
+            return;
+        }
+        let delay = backoff(in_window);
+        tracing::warn!(
+            event = "actor_failed",
+            actor = kind.name(),
+            reason,
+            restart_count,
+            restart_in_ms = delay.as_millis() as u64,
+            "child actor failed; restarting"
+        );
+        if delay.is_zero() {
+            let _ = myself.cast(SupervisorMsg::Start(kind));
+        } else {
+            myself.send_after(delay, move || SupervisorMsg::Start(kind));
+        }
+    }
+}
+
+/// No delay for the first failure in the window, then doubling from 50 ms.
+fn backoff(failures_in_window: usize) -> Duration {
+    if failures_in_window <= 1 {
+        return Duration::ZERO;
+    }
+    let exponent = (failures_in_window - 2).min(16) as u32;
+    (BACKOFF_BASE * 2u32.pow(exponent)).min(BACKOFF_MAX)
+}
+
+/// The running actor system.
+pub struct ActorSystem {
+    pub services: Services,
+    supervisor: ActorRef<SupervisorMsg>,
+    supervisor_done: tokio::task::JoinHandle<()>,
+}
+
+impl ActorSystem {
+    /// Spawns the supervisor (which spawns the children).
+    pub async fn start(
+        token_deps: Arc<TokenDeps>,
+        user_deps: impl FnOnce(TokenHandle) -> UserDeps,
+        health_deps: HealthDeps,
+        request_timeout: Duration,
+        restart_limit: usize,
+        restart_window: Duration,
+    ) -> Result<Self, ractor::SpawnErr> {
+        let tokens = TokenHandle::new(Arc::clone(&token_deps.slot), Arc::clone(&token_deps.codec));
+        let user_slot = ChildSlot::new(ActorKind::User, request_timeout);
+        let health_slot = ChildSlot::new(ActorKind::DbHealth, request_timeout);
+        let restarts = Arc::new(RestartCounters::default());
+        let args = SupervisorArgs {
+            user_deps: Arc::new(user_deps(tokens.clone())),
+            user_slot: Arc::clone(&user_slot),
+            token_deps,
+            health_deps: Arc::new(health_deps),
+            health_slot: Arc::clone(&health_slot),
+            restarts: Arc::clone(&restarts),
+            restart_limit,
+            restart_window,
+        };
+        let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args).await?;
+        Ok(ActorSystem {
+            services: Services {
+                users: UserHandle::new(user_slot),
+                tokens,
+                health: HealthHandle::new(health_slot),
+                restarts,
+            },
+            supervisor,
+            supervisor_done,
+        })
+    }
+
+    /// Completes when the supervisor stops by itself, which only happens
+    /// when it gave up on a child.
+    pub async fn gave_up(&mut self) {
+        let _ = (&mut self.supervisor_done).await;
+    }
+
+    /// Stops the children after they finish what is in their mailboxes,
+    /// then the supervisor.
+    pub async fn shutdown(self, timeout: Duration) {
+        self.supervisor
+            .get_cell()
+            .drain_children_and_wait(Some(timeout))
+            .await;
+        self.supervisor.stop(None);
+        let _ = self.supervisor_done.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Duration::ZERO);
+        assert_eq!(backoff(2), Duration::from_millis(50));
+        assert_eq!(backoff(3), Duration::from_millis(100));
+        assert_eq!(backoff(40), BACKOFF_MAX);
+    }
+}

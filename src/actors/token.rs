@@ -1,0 +1,538 @@
+//! `TokenActor`: issues, rotates, revokes and authorizes access tokens.
+//!
+//! State: a dashmap cache of sessions holding only *committed* state (what
+//! the database has acknowledged), so whatever the actor decides from it is
+//! true of the database too. Every change goes to the group-commit
+//! [`SessionWriter`]; a small task per request waits for its write to be
+//! durable, applies it to the cache and only then answers the caller.
+//!
+//! The actor's own loop never awaits I/O: cache misses are read through by
+//! a task that re-sends the request when the session is loaded, and a
+//! refresh of a session whose rotation is still in flight is parked until
+//! that rotation settles (then it is, typically, a grace-window duplicate).
+//! Because the loop is the only place decisions are made, two refreshes of
+//! one token on this instance can never both rotate it; across instances
+//! the conditional update in the store decides (see [`SessionWrite::Rotate`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use super::session_writer::{SessionWriter, WriteResult};
+use super::{CallError, ChildSlot};
+use crate::domain::{
+    now_ms, Claims, RefreshDecision, Session, SessionId, TokenCodec, TokenError, UserId,
+};
+use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
+
+/// How often expired sessions are dropped from the cache.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
+/// A request is re-dispatched at most this often (after a read-through or
+/// a lost race with another instance) before it gives up with 503.
+const MAX_ATTEMPTS: u8 = 3;
+
+/// A freshly issued access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub access_token: String,
+    /// Seconds until the token's `exp`.
+    pub expires_in: i64,
+}
+
+/// What `/authorize` learns about a valid token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    /// The token's `exp` (Unix seconds).
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenFailure {
+    #[error("the token is invalid")]
+    Invalid,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the session has been revoked or has ended")]
+    Revoked,
+    #[error("this token was already used; the session has been revoked")]
+    Reused,
+    #[error("token service unavailable: {0}")]
+    Unavailable(String),
+    #[error("token service failure: {0}")]
+    Internal(String),
+}
+
+impl From<TokenError> for TokenFailure {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Expired => TokenFailure::Expired,
+            TokenError::Invalid => TokenFailure::Invalid,
+        }
+    }
+}
+
+impl From<CallError> for TokenFailure {
+    fn from(e: CallError) -> Self {
+        TokenFailure::Unavailable(e.to_string())
+    }
+}
+
+impl From<StoreError> for TokenFailure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => TokenFailure::Unavailable(m),
+            other => TokenFailure::Internal(other.to_string()),
+        }
+    }
+}
+
+type Reply<T> = RpcReplyPort<Result<T, TokenFailure>>;
+
+pub enum TokenMsg {
+    /// Start a session for a user who just signed up or in.
+    Issue {
+        user_id: UserId,
+        reply: Reply<IssuedToken>,
+    },
+    /// Anything done with the token of an existing session.
+    Session(SessionRequest),
+    /// The rotation of this session finished (either way): release the
+    /// requests parked behind it.
+    RotationSettled(SessionId),
+    /// Drop expired sessions from the cache.
+    Prune,
+    /// Test hook: panic inside the actor's loop.
+    #[cfg(feature = "test-hooks")]
+    Crash,
+}
+
+/// A request about the session a verified token belongs to.
+pub struct SessionRequest {
+    claims: Claims,
+    op: SessionOp,
+    attempts: u8,
+}
+
+enum SessionOp {
+    Refresh(Reply<IssuedToken>),
+    Revoke(Reply<()>),
+    Authorize(Reply<Authorized>),
+}
+
+impl SessionOp {
+    fn fail(self, failure: TokenFailure) {
+        // A caller that gave up (timeout) has dropped its port; ignore.
+        let _ = match self {
+            SessionOp::Refresh(r) => r.send(Err(failure)).is_ok(),
+            SessionOp::Revoke(r) => r.send(Err(failure)).is_ok(),
+            SessionOp::Authorize(r) => r.send(Err(failure)).is_ok(),
+        };
+    }
+}
+
+/// What `TokenActor` needs; shared by every incarnation of the actor, so the
+/// (committed-only) cache survives a restart.
+pub struct TokenDeps {
+    pub store: Arc<dyn Store>,
+    pub codec: Arc<TokenCodec>,
+    pub cache: Arc<DashMap<SessionId, Session>>,
+    /// The slot of the current `TokenActor`, for re-sending requests: by the
+    /// time a read-through finishes, the actor may have been restarted.
+    pub slot: Arc<ChildSlot<TokenMsg>>,
+    pub session_ttl_ms: i64,
+    pub refresh_grace_ms: i64,
+    pub batch_max_size: usize,
+    pub batch_max_wait: Duration,
+    pub db_timeout: Duration,
+}
+
+/// How the HTTP layer and `UserActor` talk to `TokenActor`. Token signatures
+/// are checked here, in the caller's task, so the actor only ever sees
+/// claims of tokens authd itself signed.
+#[derive(Clone)]
+pub struct TokenHandle {
+    slot: Arc<ChildSlot<TokenMsg>>,
+    codec: Arc<TokenCodec>,
+}
+
+impl TokenHandle {
+    pub fn new(slot: Arc<ChildSlot<TokenMsg>>, codec: Arc<TokenCodec>) -> Self {
+        TokenHandle { slot, codec }
+    }
+
+    pub async fn issue(&self, user_id: UserId) -> Result<IssuedToken, TokenFailure> {
+        self.slot
+            .call(|reply| TokenMsg::Issue { user_id, reply })
+            .await?
+    }
+
+    /// Rotates the session of `token`; an expired token is accepted while
+    /// its session lives.
+    pub async fn refresh(&self, token: &str) -> Result<IssuedToken, TokenFailure> {
+        let claims = self.codec.verify_allow_expired(token)?;
+        self.session_call(claims, SessionOp::Refresh).await
+    }
+
+    /// Revokes the session of `token` (expired tokens accepted).
+    pub async fn revoke(&self, token: &str) -> Result<(), TokenFailure> {
+        let claims = self.codec.verify_allow_expired(token)?;
+        self.session_call(claims, SessionOp::Revoke).await
+    }
+
+    pub async fn authorize(&self, token: &str) -> Result<Authorized, TokenFailure> {
+        let claims = self.codec.verify(token)?;
+        self.session_call(claims, SessionOp::Authorize).await
+    }
+
+    async fn session_call<T: Send + 'static>(
+        &self,
+        claims: Claims,
+        op: impl FnOnce(Reply<T>) -> SessionOp,
+    ) -> Result<T, TokenFailure> {
+        self.slot
+            .call(|reply| {
+                TokenMsg::Session(SessionRequest {
+                    claims,
+                    op: op(reply),
+                    attempts: 0,
+                })
+            })
+            .await?
+    }
+
+    /// Test hook: make the current `TokenActor` panic.
+    #[cfg(feature = "test-hooks")]
+    pub fn crash(&self) -> bool {
+        self.slot.cast(TokenMsg::Crash)
+    }
+}
+
+pub struct TokenActor;
+
+pub struct TokenState {
+    deps: Arc<TokenDeps>,
+    writer: SessionWriter,
+    /// Sessions with a rotation in flight, with the refreshes parked behind it.
+    rotating: HashMap<SessionId, Vec<SessionRequest>>,
+}
+
+impl Actor for TokenActor {
+    type Msg = TokenMsg;
+    type State = TokenState;
+    type Arguments = Arc<TokenDeps>;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TokenMsg>,
+        deps: Arc<TokenDeps>,
+    ) -> Result<TokenState, ActorProcessingErr> {
+        let writer = SessionWriter::spawn(
+            Arc::clone(&deps.store),
+            deps.batch_max_size,
+            deps.batch_max_wait,
+            deps.db_timeout,
+        );
+        myself.send_interval(PRUNE_INTERVAL, || TokenMsg::Prune);
+        Ok(TokenState {
+            deps,
+            writer,
+            rotating: HashMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<TokenMsg>,
+        message: TokenMsg,
+        state: &mut TokenState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            TokenMsg::Issue { user_id, reply } => state.issue(user_id, reply),
+            TokenMsg::Session(request) => state.dispatch(request),
+            TokenMsg::RotationSettled(id) => {
+                for request in state.rotating.remove(&id).unwrap_or_default() {
+                    state.dispatch(request);
+                }
+            }
+            TokenMsg::Prune => {
+                let now = now_ms();
+                state.deps.cache.retain(|_, s| s.expires_at_ms > now);
+            }
+            #[cfg(feature = "test-hooks")]
+            TokenMsg::Crash => panic!("TokenActor crashed on request (test hook)"),
+        }
+        Ok(())
+    }
+}
+
+impl TokenState {
+    fn issue(&mut self, user_id: UserId, reply: Reply<IssuedToken>) {
+        let session = Session::start(user_id, now_ms(), self.deps.session_ttl_ms);
+        let Some(written) = self.submit(SessionWrite::Create(session.clone())) else {
+            let _ = reply.send(Err(busy()));
+            return;
+        };
+        let deps = Arc::clone(&self.deps);
+        tokio::spawn(async move {
+            let result = match settle(written).await {
+                Ok(WriteOutcome::Applied) => {
+                    deps.cache.insert(session.id, session.clone());
+                    sign(&deps.codec, &session)
+                }
+                Ok(WriteOutcome::Conflict) => {
+                    Err(TokenFailure::Internal("new session id collided".into()))
+                }
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(result);
+        });
+    }
+
+    fn dispatch(&mut self, request: SessionRequest) {
+        let id = request.claims.sid;
+        if let Some(parked) = self.rotating.get_mut(&id) {
+            if matches!(request.op, SessionOp::Refresh(_)) {
+                parked.push(request);
+                return;
+            }
+        }
+        let Some(session) = self.deps.cache.get(&id).map(|s| s.clone()) else {
+            self.read_through(request);
+            return;
+        };
+        let SessionRequest {
+            claims,
+            op,
+            attempts,
+        } = request;
+        if session.user_id != claims.sub {
+            // Correctly signed but naming another user's session: only a
+            // key compromise or a bug produces this.
+            return op.fail(TokenFailure::Invalid);
+        }
+        let now = now_ms();
+        match op {
+            SessionOp::Authorize(reply) => {
+                let result = if session.authorizes(claims.generation, now) {
+                    Ok(Authorized {
+                        user_id: session.user_id,
+                        session_id: session.id,
+                        expires_at: claims.exp,
+                    })
+                } else if !session.is_live(now) {
+                    Err(TokenFailure::Revoked)
+                } else {
+                    // An older generation: superseded by a refresh.
+                    Err(TokenFailure::Invalid)
+                };
+                let _ = reply.send(result);
+            }
+            SessionOp::Revoke(reply) => {
+                if claims.generation > session.generation {
+                    let _ = reply.send(Err(TokenFailure::Invalid));
+                } else if session.revoked {
+                    // Idempotent: revoking a revoked session succeeds.
+                    let _ = reply.send(Ok(()));
+                } else {
+                    self.revoke(session.id, move |result| {
+                        let _ = reply.send(result);
+                    });
+                }
+            }
+            SessionOp::Refresh(reply) => {
+                match session.decide_refresh(claims.generation, now, self.deps.refresh_grace_ms) {
+                    RefreshDecision::Rotate => self.rotate(session, claims, reply, attempts, now),
+                    RefreshDecision::GraceDuplicate => {
+                        // The cache holds committed state only, so the
+                        // current generation is already durable.
+                        let _ = reply.send(sign(&self.deps.codec, &session));
+                    }
+                    RefreshDecision::Reuse => {
+                        tracing::warn!(
+                            session_id = %session.id,
+                            user_id = %session.user_id,
+                            presented_generation = claims.generation,
+                            current_generation = session.generation,
+                            "refresh token reuse detected; revoking the session"
+                        );
+                        self.revoke(session.id, move |result| {
+                            let _ = reply.send(result.and(Err(TokenFailure::Reused)));
+                        });
+                    }
+                    RefreshDecision::Refused => {
+                        let _ = reply.send(Err(TokenFailure::Revoked));
+                    }
+                }
+            }
+        }
+    }
+
+    fn rotate(
+        &mut self,
+        session: Session,
+        claims: Claims,
+        reply: Reply<IssuedToken>,
+        attempts: u8,
+        now: i64,
+    ) {
+        let next = session.rotated(now);
+        let Some(written) = self.submit(SessionWrite::Rotate {
+            id: session.id,
+            from_generation: session.generation,
+            issued_at_ms: now,
+        }) else {
+            let _ = reply.send(Err(busy()));
+            return;
+        };
+        self.rotating.insert(session.id, Vec::new());
+        let deps = Arc::clone(&self.deps);
+        tokio::spawn(async move {
+            match settle(written).await {
+                Ok(WriteOutcome::Applied) => {
+                    if let Some(mut cached) = deps.cache.get_mut(&session.id) {
+                        if cached.generation == session.generation {
+                            cached.generation = next.generation;
+                            cached.issued_at_ms = next.issued_at_ms;
+                        }
+                    }
+                    let _ = reply.send(sign(&deps.codec, &next));
+                    deps.slot.cast(TokenMsg::RotationSettled(session.id));
+                }
+                Ok(WriteOutcome::Conflict) => {
+                    // Another instance rotated or revoked it first. Reload the
+                    // truth, then decide again (usually: grace duplicate).
+                    let reloaded = reload(&deps, session.id).await;
+                    deps.slot.cast(TokenMsg::RotationSettled(session.id));
+                    match reloaded {
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        Ok(()) if attempts + 1 >= MAX_ATTEMPTS => {
+                            let _ = reply.send(Err(TokenFailure::Unavailable(
+                                "session is contended".into(),
+                            )));
+                        }
+                        Ok(()) => {
+                            deps.slot.cast(TokenMsg::Session(SessionRequest {
+                                claims,
+                                op: SessionOp::Refresh(reply),
+                                attempts: attempts + 1,
+                            }));
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    deps.slot.cast(TokenMsg::RotationSettled(session.id));
+                }
+            }
+        });
+    }
+
+    /// Revokes session `id` durably, then calls `done` with the result.
+    fn revoke(
+        &mut self,
+        id: SessionId,
+        done: impl FnOnce(Result<(), TokenFailure>) + Send + 'static,
+    ) {
+        let Some(written) = self.submit(SessionWrite::Revoke {
+            id,
+            revoked_at_ms: now_ms(),
+        }) else {
+            return done(Err(busy()));
+        };
+        let deps = Arc::clone(&self.deps);
+        tokio::spawn(async move {
+            match settle(written).await {
+                Ok(WriteOutcome::Applied) => {
+                    if let Some(mut cached) = deps.cache.get_mut(&id) {
+                        cached.revoked = true;
+                    }
+                    done(Ok(()))
+                }
+                Ok(WriteOutcome::Conflict) => {
+                    // The session is gone from the database (pruned).
+                    deps.cache.remove(&id);
+                    done(Err(TokenFailure::Invalid))
+                }
+                Err(e) => done(Err(e)),
+            }
+        });
+    }
+
+    /// Loads a session missing from the cache, then re-sends the request.
+    fn read_through(&mut self, mut request: SessionRequest) {
+        if request.attempts >= MAX_ATTEMPTS {
+            return request.op.fail(TokenFailure::Invalid);
+        }
+        let deps = Arc::clone(&self.deps);
+        tokio::spawn(async move {
+            let id = request.claims.sid;
+            match tokio::time::timeout(deps.db_timeout, deps.store.load_session(id)).await {
+                Ok(Ok(Some(session))) => {
+                    deps.cache.entry(id).or_insert(session);
+                    request.attempts += 1;
+                    // If the actor is down, the request (and its reply port)
+                    // is dropped and the caller gets 503.
+                    deps.slot.cast(TokenMsg::Session(request));
+                }
+                Ok(Ok(None)) => request.op.fail(TokenFailure::Invalid),
+                Ok(Err(e)) => request.op.fail(e.into()),
+                Err(_) => request
+                    .op
+                    .fail(TokenFailure::Unavailable("session lookup timed out".into())),
+            }
+        });
+    }
+
+    fn submit(&self, write: SessionWrite) -> Option<tokio::sync::oneshot::Receiver<WriteResult>> {
+        self.writer.submit(write).ok()
+    }
+}
+
+/// Waits for a submitted write to be durable (or to fail).
+async fn settle(
+    written: tokio::sync::oneshot::Receiver<WriteResult>,
+) -> Result<WriteOutcome, TokenFailure> {
+    match written.await {
+        Ok(result) => result.map_err(TokenFailure::from),
+        Err(_) => Err(TokenFailure::Unavailable("session writer stopped".into())),
+    }
+}
+
+/// Replaces the cached copy of a session with the stored one.
+async fn reload(deps: &TokenDeps, id: SessionId) -> Result<(), TokenFailure> {
+    match tokio::time::timeout(deps.db_timeout, deps.store.load_session(id)).await {
+        Ok(Ok(Some(session))) => {
+            deps.cache.insert(id, session);
+            Ok(())
+        }
+        Ok(Ok(None)) => {
+            deps.cache.remove(&id);
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(TokenFailure::Unavailable("session lookup timed out".into())),
+    }
+}
+
+fn sign(codec: &TokenCodec, session: &Session) -> Result<IssuedToken, TokenFailure> {
+    let claims = codec.claims_for(session);
+    let access_token = codec
+        .sign(&claims)
+        .map_err(|e| TokenFailure::Internal(format!("signing failed: {e}")))?;
+    let expires_in = (claims.exp - now_ms().div_euclid(1000)).max(0);
+    Ok(IssuedToken {
+        access_token,
+        expires_in,
+    })
+}
+
+fn busy() -> TokenFailure {
+    TokenFailure::Unavailable("session write queue is full".into())
+}

@@ -1,0 +1,34 @@
+//! Domain types shared by every layer: e-mail addresses and passwords that
+//! are valid by construction, user and session identities, the session state
+//! machine, and the access-token format.
+//!
+//! Nothing here knows about HTTP, actors or databases; the other layers use
+//! these types and never the other way round.
+
+mod email;
+mod password;
+mod session;
+mod token;
+
+pub use email::Email;
+pub use password::Password;
+pub use session::{RefreshDecision, Session, SessionId, UserId};
+pub use token::{Claims, TokenCodec, TokenError};
+
+/// A value from a client that does not satisfy a domain rule.
+///
+/// The message is safe to show to the client: it never echoes the value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub reason: &'static str,
+}
+
+/// Milliseconds since the Unix epoch: the one clock every timestamp uses.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

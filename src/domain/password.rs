@@ -1,0 +1,61 @@
+//! `Password`: a plaintext password that satisfies the length rules.
+//!
+//! The upper bound is in bytes, not characters, because hashing cost grows
+//! with bytes: without it one request with a multi-megabyte password could
+//! burn a hashing thread. `Debug` never prints the value, so a password
+//! cannot reach a log line by accident.
+
+use super::InvalidField;
+
+pub const MIN_CHARS: usize = 8;
+pub const MAX_BYTES: usize = 1024;
+
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    pub fn parse(raw: String) -> Result<Self, InvalidField> {
+        if raw.len() > MAX_BYTES {
+            return Err(InvalidField {
+                field: "password",
+                reason: "must be at most 1024 bytes",
+            });
+        }
+        if raw.chars().count() < MIN_CHARS {
+            return Err(InvalidField {
+                field: "password",
+                reason: "must be at least 8 characters",
+            });
+        }
+        Ok(Password(raw))
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn length_rules() {
+        assert!(Password::parse("1234567".into()).is_err());
+        assert!(Password::parse("12345678".into()).is_ok());
+        // 8 characters but more bytes: characters count for the minimum.
+        assert!(Password::parse("ééééééé".into()).is_err());
+        assert!(Password::parse("x".repeat(1024)).is_ok());
+        assert!(Password::parse("x".repeat(1025)).is_err());
+        assert_eq!(
+            format!("{:?}", Password::parse("secret-pw".into()).unwrap()),
+            "Password(***)"
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! Sessions and the refresh state machine.
+//!
+//! A sign-in starts a session. The session remembers only the generation of
+//! its one live access token, so memory grows with live sessions, not with
+//! the number of refreshes. Refreshing generation `g` rotates the session to
+//! `g + 1`; the rules for what an older generation means (a duplicate inside
+//! the grace window, or token theft) live in [`Session::decide_refresh`] so
+//! they can be tested without any I/O.
+
+use uuid::Uuid;
+
+/// Identifies a user; the `sub` claim of every access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct UserId(pub Uuid);
+
+/// Identifies a session; the `sid` claim of every access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub Uuid);
+
+impl UserId {
+    pub fn new_random() -> Self {
+        UserId(Uuid::new_v4())
+    }
+}
+
+impl SessionId {
+    pub fn new_random() -> Self {
+        SessionId(Uuid::new_v4())
+    }
+}
+
+impl std::fmt::Display for UserId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The durable state of one session (a row of the `sessions` table, and an
+/// entry of `TokenActor`'s cache).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: SessionId,
+    pub user_id: UserId,
+    /// Generation of the one access token of this session that is live.
+    pub generation: u32,
+    /// When that generation was issued (its `iat`, in milliseconds). A
+    /// duplicate refresh inside the grace window re-creates exactly the same
+    /// token from it, so the successor needs no storage of its own.
+    pub issued_at_ms: i64,
+    /// End of the absolute lifetime: no refresh after this instant.
+    pub expires_at_ms: i64,
+    pub revoked: bool,
+}
+
+/// What a refresh presenting generation `presented` of a session should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshDecision {
+    /// The live token: rotate to the next generation.
+    Rotate,
+    /// The token just rotated away, presented again inside the grace window
+    /// (two tabs, a client retry): answer with the current token again.
+    GraceDuplicate,
+    /// An already-rotated token outside the grace window: assume it was
+    /// stolen and revoke the whole session.
+    Reuse,
+    /// The session is revoked or past its lifetime.
+    Refused,
+}
+
+impl Session {
+    pub fn start(user_id: UserId, now_ms: i64, lifetime_ms: i64) -> Self {
+        Session {
+            id: SessionId::new_random(),
+            user_id,
+            generation: 0,
+            issued_at_ms: now_ms,
+            expires_at_ms: now_ms.saturating_add(lifetime_ms),
+            revoked: false,
+        }
+    }
+
+    pub fn is_live(&self, now_ms: i64) -> bool {
+        !self.revoked && now_ms < self.expires_at_ms
+    }
+
+    /// Whether an (unexpired, correctly signed) access token of generation
+    /// `generation` may be used now.
+    pub fn authorizes(&self, generation: u32, now_ms: i64) -> bool {
+        self.is_live(now_ms) && generation == self.generation
+    }
+
+    pub fn decide_refresh(&self, presented: u32, now_ms: i64, grace_ms: i64) -> RefreshDecision {
+        if !self.is_live(now_ms) {
+            return RefreshDecision::Refused;
+        }
+        if presented == self.generation {
+            return RefreshDecision::Rotate;
+        }
+        if presented > self.generation {
+            // A generation this session never issued: only a forged or
+            // foreign token can carry it. Refuse without side effects.
+            return RefreshDecision::Refused;
+        }
+        let just_rotated = presented + 1 == self.generation;
+        if just_rotated && now_ms - self.issued_at_ms < grace_ms {
+            RefreshDecision::GraceDuplicate
+        } else {
+            RefreshDecision::Reuse
+        }
+    }
+
+    /// The session after a rotation issued at `now_ms`.
+    pub fn rotated(&self, now_ms: i64) -> Session {
+        Session {
+            generation: self.generation + 1,
+            issued_at_ms: now_ms,
+            ..self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        Session::start(UserId::new_random(), 1_000_000, 60_000)
+    }
+
+    #[test]
+    fn rotation_and_reuse() {
+        let s0 = session();
+        assert_eq!(
+            s0.decide_refresh(0, 1_000_100, 5_000),
+            RefreshDecision::Rotate
+        );
+        let s1 = s0.rotated(1_000_100);
+        assert!(s1.authorizes(1, 1_000_200));
+        assert!(!s1.authorizes(0, 1_000_200));
+        assert_eq!(
+            s1.decide_refresh(0, 1_000_200, 5_000),
+            RefreshDecision::GraceDuplicate
+        );
+        assert_eq!(
+            s1.decide_refresh(0, 1_006_000, 5_000),
+            RefreshDecision::Reuse
+        );
+        assert_eq!(s1.decide_refresh(0, 1_000_200, 0), RefreshDecision::Reuse);
+        assert_eq!(
+            s1.decide_refresh(7, 1_000_200, 5_000),
+            RefreshDecision::Refused
+        );
+        let s2 = s1.rotated(1_000_300);
+        // Two generations back is reuse even inside the window.
+        assert_eq!(
+            s2.decide_refresh(0, 1_000_400, 5_000),
+            RefreshDecision::Reuse
+        );
+    }
+
+    #[test]
+    fn revoked_or_expired_sessions_refuse() {
+        let mut s = session();
+        assert_eq!(
+            s.decide_refresh(0, 1_060_000, 5_000),
+            RefreshDecision::Refused
+        );
+        s.revoked = true;
+        assert_eq!(
+            s.decide_refresh(0, 1_000_100, 5_000),
+            RefreshDecision::Refused
+        );
+        assert!(!s.authorizes(0, 1_000_100));
+    }
+}

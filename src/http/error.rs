@@ -1,0 +1,146 @@
+//! `ApiError`: every way a request can fail, and the one place where each
+//! becomes an HTTP status and a JSON body `{"error", "message"}`.
+//!
+//! Client mistakes get a 4xx that says what was wrong (never echoing a
+//! secret). Unavailability (database down, actor restarting, overload) gets
+//! 503. A fault of authd's own gets 500 with an error id that is also in
+//! the ERROR log line, and no internal detail in the body.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::{Response, StatusCode};
+
+use crate::actors::token::TokenFailure;
+use crate::actors::user::UserFailure;
+use crate::actors::CallError;
+use crate::domain::InvalidField;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("request body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("request body has the wrong shape: {0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    InvalidField(#[from] InvalidField),
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error("request body exceeds {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed for this endpoint")]
+    MethodNotAllowed,
+    #[error("missing bearer token in the Authorization header")]
+    MissingToken,
+    #[error("invalid e-mail or password")]
+    BadCredentials,
+    #[error("{0}")]
+    Token(TokenFailure),
+    #[error("an account with this e-mail address already exists")]
+    EmailTaken,
+    #[error("service temporarily unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<TokenFailure> for ApiError {
+    fn from(f: TokenFailure) -> Self {
+        match f {
+            TokenFailure::Unavailable(m) => ApiError::Unavailable(m),
+            TokenFailure::Internal(m) => ApiError::Internal(m),
+            other => ApiError::Token(other),
+        }
+    }
+}
+
+impl From<UserFailure> for ApiError {
+    fn from(f: UserFailure) -> Self {
+        match f {
+            UserFailure::EmailTaken => ApiError::EmailTaken,
+            UserFailure::BadCredentials => ApiError::BadCredentials,
+            UserFailure::Overloaded => ApiError::Unavailable(f.to_string()),
+            UserFailure::Unavailable(m) => ApiError::Unavailable(m),
+            UserFailure::Internal(m) => ApiError::Internal(m),
+            UserFailure::Token(t) => t.into(),
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::InvalidBody(_) | ApiError::InvalidField(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MissingToken | ApiError::BadCredentials | ApiError::Token(_) => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::EmailTaken => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code in the `error` field.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::InvalidBody(_) | ApiError::InvalidField(_) => "invalid_request",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MissingToken => "missing_token",
+            ApiError::BadCredentials => "invalid_credentials",
+            ApiError::Token(TokenFailure::Expired) => "token_expired",
+            ApiError::Token(TokenFailure::Revoked) => "token_revoked",
+            ApiError::Token(TokenFailure::Reused) => "token_reused",
+            ApiError::Token(_) => "invalid_token",
+            ApiError::EmailTaken => "email_taken",
+            ApiError::Unavailable(_) => "service_unavailable",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                let error_id = uuid::Uuid::new_v4().simple().to_string();
+                tracing::error!(event = "internal_error", error_id, detail, "request failed");
+                format!("internal error (id {error_id})")
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(event = "unavailable", detail, "request refused: 503");
+                "service temporarily unavailable; retry shortly".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let body = serde_json::json!({ "error": self.code(), "message": message });
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

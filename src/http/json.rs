@@ -1,0 +1,147 @@
+//! JSON in and out: reading a bounded request body, decoding it into the
+//! endpoint's request type, and building JSON responses.
+//!
+//! Request types hold raw strings; handlers turn them into domain types
+//! (`Email`, `Password`) right away, so nothing invalid travels further.
+//! Unknown fields are ignored, as the seed service (pydantic) did, so old
+//! clients keep working; duplicate fields are refused.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::ApiError;
+use crate::actors::token::IssuedToken;
+
+/// `{"email", "password"}` of /signup and /signin.
+#[derive(Debug, Deserialize)]
+pub struct CredentialsBody {
+    pub email: String,
+    pub password: String,
+}
+
+/// `{"access_token"}` of /refresh, /revoke and /auth/authorize-token.
+#[derive(Debug, Deserialize)]
+pub struct TokenBody {
+    pub access_token: String,
+}
+
+/// The answer of signup, signin and refresh.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+}
+
+impl From<IssuedToken> for TokenResponse {
+    fn from(t: IssuedToken) -> Self {
+        TokenResponse {
+            access_token: t.access_token,
+            token_type: "bearer",
+            expires_in: t.expires_in,
+        }
+    }
+}
+
+/// Reads at most `limit` bytes of body and decodes it as `T`.
+pub async fn read_json<T: DeserializeOwned>(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<T, ApiError> {
+    check_content_type(&request)?;
+    // Refuse a declared oversize body before reading any of it.
+    let declared = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let body = Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::MalformedJson("the request body could not be read".into())
+            }
+        })?
+        .to_bytes();
+    decode(&body)
+}
+
+/// Decodes a JSON body: syntax errors are 400, a valid document of the
+/// wrong shape (missing field, wrong type) is 422.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
+        _ => ApiError::MalformedJson(e.to_string()),
+    })
+}
+
+/// JSON bodies must say so, or say nothing (many clients omit the header).
+fn check_content_type(request: &Request<Incoming>) -> Result<(), ApiError> {
+    let Some(value) = request.headers().get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let media = value
+        .to_str()
+        .map_err(|_| ApiError::UnsupportedMediaType)?
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media == "application/json"
+        || (media.starts_with("application/") && media.ends_with("+json"))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => {
+            let mut response = Response::new(Full::new(Bytes::from(bytes)));
+            *response.status_mut() = status;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        Err(e) => ApiError::Internal(format!("response encoding failed: {e}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification() {
+        let malformed = decode::<TokenBody>(b"{\"access_token\": ").unwrap_err();
+        assert!(matches!(malformed, ApiError::MalformedJson(_)));
+        let wrong_shape = decode::<TokenBody>(b"{\"access_token\": 5}").unwrap_err();
+        assert!(matches!(wrong_shape, ApiError::InvalidBody(_)));
+        let missing = decode::<CredentialsBody>(b"{\"email\": \"a@b.co\"}").unwrap_err();
+        assert!(matches!(missing, ApiError::InvalidBody(_)));
+        let duplicate =
+            decode::<TokenBody>(b"{\"access_token\": \"a\", \"access_token\": \"b\"}").unwrap_err();
+        assert!(matches!(duplicate, ApiError::InvalidBody(_)));
+        let non_utf8 = decode::<TokenBody>(b"{\"access_token\": \"\xff\"}").unwrap_err();
+        assert!(matches!(
+            non_utf8,
+            ApiError::MalformedJson(_) | ApiError::InvalidBody(_)
+        ));
+        assert!(decode::<TokenBody>(b"{\"access_token\": \"a\", \"extra\": 1}").is_ok());
+    }
+}

@@ -1,0 +1,144 @@
+//! The hyper server: accepts connections, serves HTTP/1.1 (keep-alive) and
+//! HTTP/2 on each through hyper-util's auto builder, and drains on shutdown.
+//!
+//! Explicit limits, because a server without them belongs to its slowest
+//! client: a header-read timeout (which only works with a timer installed,
+//! hence `.timer(TokioTimer::new())`), a body-size limit (in `json`), and a
+//! connection cap: past `max_connections` the accept loop waits, so excess
+//! clients queue in the kernel's backlog instead of in our memory.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::routes::{dispatch, route, AppContext};
+
+pub struct ServerLimits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// Serves `listener` until `shutdown` completes, then stops accepting and
+/// waits up to `shutdown_grace` for in-flight requests to finish.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<AppContext>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let request_ids = Arc::new(AtomicU64::new(1));
+    tokio::pin!(shutdown);
+
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(event = "accept_failed", error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = Arc::clone(&ctx);
+        let request_ids = Arc::clone(&request_ids);
+        let service = service_fn(move |request: Request<Incoming>| {
+            let ctx = Arc::clone(&ctx);
+            let id = request_ids.fetch_add(1, Ordering::Relaxed);
+            async move { Ok::<_, Infallible>(handle(request, &ctx, id, peer).await) }
+        });
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+
+    drop(listener);
+    tracing::info!(
+        event = "draining",
+        "no longer accepting; draining in-flight requests"
+    );
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!(event = "drained", "all connections closed"),
+        () = tokio::time::sleep(limits.shutdown_grace) => {
+            tracing::warn!(event = "drain_timeout", "shutdown grace period over; closing anyway");
+        }
+    }
+}
+
+/// One request: route, run the handler inside a span carrying the request
+/// id (so every log line of the request has it), answer with the id.
+async fn handle(
+    request: Request<Incoming>,
+    ctx: &AppContext,
+    id: u64,
+    peer: std::net::SocketAddr,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let endpoint = route(&method, request.uri().path());
+    let label = endpoint.as_ref().map_or("unmatched", |e| e.label());
+    let span = tracing::info_span!("request", request_id = id, route = label);
+    let mut response = async {
+        let result = match endpoint {
+            Ok(endpoint) => dispatch(endpoint, request, ctx).await,
+            Err(e) => Err(e),
+        };
+        let response = result.unwrap_or_else(|e| e.into_response());
+        tracing::debug!(
+            %method,
+            %peer,
+            status = response.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            "request done"
+        );
+        response
+    }
+    .instrument(span)
+    .await;
+    if let Ok(value) = HeaderValue::from_str(&id.to_string()) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}

@@ -1,0 +1,15 @@
+//! authd: a JWT authentication service.
+//!
+//! Requests flow one way: [`http`] (hyper server, routing, JSON, errors) →
+//! [`actors`] (supervisor, `UserActor`, `TokenActor`, `DbHealthActor`) →
+//! [`store`] (PostgreSQL or SQLite). [`domain`] holds the types all of them
+//! share; [`settings`] is read once and handed down; [`startup`] wires it
+//! all together.
+
+pub mod actors;
+pub mod domain;
+pub mod http;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

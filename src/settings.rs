@@ -1,0 +1,311 @@
+//! Settings: read once at start-up from `config/default.toml` (compiled in),
+//! an optional override file and the environment, then handed down.
+//!
+//! Precedence, lowest first: built-in defaults, the `--config`/`AUTHD_CONFIG`
+//! file, `AUTHD_<KEY>` variables, and finally the seed service's variable
+//! names (`POSTGRES_*`, `SECRET_KEY`, `ACCESS_TOKEN_EXPIRE_MINUTES`,
+//! `DATABASE_URL`) so its deployments keep working unchanged.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// Every setting, flat, as in `config/default.toml`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub max_body_bytes: usize,
+    pub header_read_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub shutdown_grace_ms: u64,
+    pub max_connections: usize,
+
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub postgres_host: String,
+    pub postgres_port: u16,
+    pub postgres_user: String,
+    pub postgres_password: String,
+    pub postgres_db: String,
+    pub db_pool_size: usize,
+    pub db_timeout_ms: u64,
+    pub health_interval_ms: u64,
+
+    pub secret_key: String,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub access_token_ttl_secs: i64,
+    pub session_ttl_secs: i64,
+    pub refresh_grace_ms: i64,
+    pub batch_max_size: usize,
+    pub batch_max_wait_us: u64,
+
+    pub restart_limit: usize,
+    pub restart_window_secs: u64,
+
+    pub argon2_m_kib: u32,
+    pub argon2_t: u32,
+    pub argon2_p: u32,
+    pub hash_concurrency: usize,
+    pub hash_queue_limit: usize,
+
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Where the data lives, decided from the settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    Sqlite { path: PathBuf },
+    Postgres(PostgresTarget),
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresTarget {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    pub dbname: String,
+}
+
+impl std::fmt::Debug for PostgresTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "postgres://{}:***@{}:{}/{}",
+            self.user, self.host, self.port, self.dbname
+        )
+    }
+}
+
+impl Settings {
+    /// Loads the settings from the built-in defaults, `file` (if any) and the
+    /// process environment.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, SettingsError> {
+        Self::load_from(file, std::env::vars().collect())
+    }
+
+    /// Like [`load`](Self::load) with an explicit environment (tests, and
+    /// the test helper that starts the server in-process).
+    pub fn load_from(
+        file: Option<&std::path::Path>,
+        vars: HashMap<String, String>,
+    ) -> Result<Self, SettingsError> {
+        let env = |name: &str| vars.get(name).cloned();
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(File::from(path).required(true));
+        }
+        builder = builder.add_source(
+            Environment::with_prefix("AUTHD")
+                .try_parsing(true)
+                .source(Some(vars.clone().into_iter().collect())),
+        );
+        // The seed service's variable names.
+        for (var, key) in [
+            ("POSTGRES_HOST", "postgres_host"),
+            ("POSTGRES_PORT", "postgres_port"),
+            ("POSTGRES_USER", "postgres_user"),
+            ("POSTGRES_PASSWORD", "postgres_password"),
+            ("POSTGRES_DB", "postgres_db"),
+            ("SECRET_KEY", "secret_key"),
+            ("DATABASE_URL", "database_url"),
+        ] {
+            builder = builder.set_override_option(key, env(var))?;
+        }
+        if let Some(minutes) = env("ACCESS_TOKEN_EXPIRE_MINUTES") {
+            let minutes: i64 = minutes.trim().parse().map_err(|_| {
+                SettingsError::Invalid("ACCESS_TOKEN_EXPIRE_MINUTES must be an integer".into())
+            })?;
+            builder = builder.set_override("access_token_ttl_secs", minutes * 60)?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn check(&self) -> Result<(), SettingsError> {
+        let invalid = |m: &str| Err(SettingsError::Invalid(m.to_owned()));
+        if self.access_token_ttl_secs <= 0 {
+            return invalid("access_token_ttl_secs must be positive");
+        }
+        if self.session_ttl_secs <= 0 {
+            return invalid("session_ttl_secs must be positive");
+        }
+        if self.refresh_grace_ms < 0 {
+            return invalid("refresh_grace_ms must not be negative");
+        }
+        if self.batch_max_size == 0 || self.db_pool_size == 0 || self.hash_queue_limit == 0 {
+            return invalid("batch_max_size, db_pool_size and hash_queue_limit must be positive");
+        }
+        if !self.secret_key.is_empty() && self.secret_key.len() < 32 {
+            return invalid("secret_key must be at least 32 bytes (or empty to generate one)");
+        }
+        argon2::Params::new(self.argon2_m_kib, self.argon2_t, self.argon2_p, None)
+            .map_err(|e| SettingsError::Invalid(format!("argon2 parameters: {e}")))?;
+        self.database()?;
+        Ok(())
+    }
+
+    /// The store to use: `database_url` if set, else PostgreSQL if a
+    /// database name is configured, else SQLite in `data_dir`.
+    pub fn database(&self) -> Result<Database, SettingsError> {
+        let url = self.database_url.trim();
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Ok(Database::Sqlite { path: path.into() });
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let cfg: tokio_postgres::Config = url
+                .parse()
+                .map_err(|e| SettingsError::Invalid(format!("database_url: {e}")))?;
+            let host = match cfg.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                _ => self.postgres_host.clone(),
+            };
+            return Ok(Database::Postgres(PostgresTarget {
+                host,
+                port: cfg.get_ports().first().copied().unwrap_or(5432),
+                user: cfg.get_user().unwrap_or("postgres").to_owned(),
+                password: cfg
+                    .get_password()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .unwrap_or_default(),
+                dbname: cfg.get_dbname().unwrap_or("authd").to_owned(),
+            }));
+        }
+        if !url.is_empty() {
+            return Err(SettingsError::Invalid(
+                "database_url must start with postgres:// or sqlite://".into(),
+            ));
+        }
+        if !self.postgres_db.is_empty() {
+            return Ok(Database::Postgres(PostgresTarget {
+                host: self.postgres_host.clone(),
+                port: self.postgres_port,
+                user: self.postgres_user.clone(),
+                password: self.postgres_password.clone(),
+                dbname: self.postgres_db.clone(),
+            }));
+        }
+        Ok(Database::Sqlite {
+            path: self.data_dir.join("authd.db"),
+        })
+    }
+
+    pub fn hash_threads(&self) -> usize {
+        if self.hash_concurrency > 0 {
+            self.hash_concurrency
+        } else {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+
+    pub fn db_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// A copy with every secret masked: what `authd check-config` prints
+    /// and what the start-up log line shows.
+    pub fn masked(&self) -> Settings {
+        let mut shown = self.clone();
+        if !shown.secret_key.is_empty() {
+            shown.secret_key = "***".into();
+        }
+        if !shown.postgres_password.is_empty() {
+            shown.postgres_password = "***".into();
+        }
+        if let Ok(Database::Postgres(target)) = self.database() {
+            if !shown.database_url.is_empty() {
+                // `PostgresTarget`'s Debug form masks the password.
+                shown.database_url = format!("{target:?}");
+            }
+        }
+        shown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(vars: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::load_from(None, map)
+    }
+
+    #[test]
+    fn defaults_are_sqlite_in_data_dir() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.bind.to_string(), "0.0.0.0:8000");
+        assert_eq!(
+            s.database().unwrap(),
+            Database::Sqlite {
+                path: PathBuf::from("./data/authd.db")
+            }
+        );
+    }
+
+    #[test]
+    fn seed_names_and_precedence() {
+        let s = load(&[
+            ("POSTGRES_DB", "seeddb"),
+            ("POSTGRES_PASSWORD", "pw"),
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "30"),
+            ("AUTHD_BIND", "127.0.0.1:9000"),
+        ])
+        .unwrap();
+        assert_eq!(s.access_token_ttl_secs, 1800);
+        assert_eq!(s.bind.to_string(), "127.0.0.1:9000");
+        match s.database().unwrap() {
+            Database::Postgres(t) => {
+                assert_eq!(
+                    (t.host.as_str(), t.dbname.as_str()),
+                    ("localhost", "seeddb")
+                );
+                assert_eq!(t.password, "pw");
+            }
+            other => panic!("expected postgres, got {other:?}"),
+        }
+        assert!(!format!("{:?}", s.masked()).contains("\"pw\""));
+        let s = load(&[("DATABASE_URL", "postgres://u:hunter2@db:5433/x")]).unwrap();
+        assert!(!format!("{:?}", s.masked()).contains("hunter2"));
+        let s = load(&[("POSTGRES_DB", "x"), ("DATABASE_URL", "sqlite:///tmp/a.db")]).unwrap();
+        assert!(matches!(s.database().unwrap(), Database::Sqlite { .. }));
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        assert!(load(&[("AUTHD_ACCESS_TOKEN_TTL_SECS", "0")]).is_err());
+        assert!(load(&[("SECRET_KEY", "short")]).is_err());
+        assert!(load(&[("DATABASE_URL", "mysql://x")]).is_err());
+    }
+}

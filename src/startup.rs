@@ -1,0 +1,200 @@
+//! Start-up: builds the whole application from [`Settings`] — store,
+//! signing key, hashing pool, actors, listener — and runs it until told to
+//! stop. `main.rs` and the integration tests' `spawn_app` both go through
+//! [`Application`], so the tests exercise exactly what production runs.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use dashmap::DashMap;
+use tokio::net::TcpListener;
+
+use crate::actors::db_health::HealthDeps;
+use crate::actors::hashing::{HashError, HashPool};
+use crate::actors::supervisor::ActorSystem;
+use crate::actors::token::TokenDeps;
+use crate::actors::user::UserDeps;
+use crate::actors::{ActorKind, ChildSlot, Services};
+use crate::domain::TokenCodec;
+use crate::http::routes::AppContext;
+use crate::http::server::{serve, ServerLimits};
+use crate::settings::Settings;
+use crate::store::{self, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("password hashing: {0}")]
+    Hashing(#[from] HashError),
+    #[error("actors: {0}")]
+    Actors(#[from] ractor::SpawnErr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the supervisor gave up on a failing actor")]
+    SupervisorGaveUp,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    system: ActorSystem,
+    ctx: Arc<AppContext>,
+    limits: ServerLimits,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let store = store::connect(&settings).await?;
+        tracing::info!(
+            event = "store_ready",
+            store = store.kind(),
+            "store connected and migrated"
+        );
+
+        let secret = if settings.secret_key.is_empty() {
+            let candidate =
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 48]>());
+            let secret = store.signing_secret(&candidate).await?;
+            tracing::warn!(
+                event = "generated_secret",
+                "SECRET_KEY is not set: using a random signing secret stored in the database; \
+                 set SECRET_KEY to manage it yourself"
+            );
+            secret
+        } else {
+            settings.secret_key.clone()
+        };
+        let codec = Arc::new(TokenCodec::hs256(
+            secret.as_bytes(),
+            &settings.jwt_issuer,
+            &settings.jwt_audience,
+            settings.access_token_ttl_secs,
+        ));
+        let hasher = HashPool::new(
+            settings.argon2_m_kib,
+            settings.argon2_t,
+            settings.argon2_p,
+            settings.hash_threads(),
+            settings.hash_queue_limit,
+        )?;
+
+        let request_timeout = settings.request_timeout();
+        let token_deps = Arc::new(TokenDeps {
+            store: Arc::clone(&store),
+            codec,
+            cache: Arc::new(DashMap::new()),
+            slot: ChildSlot::new(ActorKind::Token, request_timeout),
+            session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
+            refresh_grace_ms: settings.refresh_grace_ms,
+            batch_max_size: settings.batch_max_size,
+            batch_max_wait: Duration::from_micros(settings.batch_max_wait_us),
+            db_timeout: settings.db_timeout(),
+        });
+        let system = ActorSystem::start(
+            token_deps,
+            |tokens| UserDeps {
+                store: Arc::clone(&store),
+                hasher,
+                tokens,
+                db_timeout: settings.db_timeout(),
+            },
+            HealthDeps {
+                store: Arc::clone(&store),
+                interval: Duration::from_millis(settings.health_interval_ms),
+                timeout: settings.db_timeout(),
+            },
+            request_timeout,
+            settings.restart_limit,
+            Duration::from_secs(settings.restart_window_secs),
+        )
+        .await?;
+
+        let listener =
+            TcpListener::bind(settings.bind)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: settings.bind,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.bind,
+            source,
+        })?;
+        let ctx = Arc::new(AppContext {
+            services: system.services.clone(),
+            max_body_bytes: settings.max_body_bytes,
+        });
+        Ok(Application {
+            listener,
+            local_addr,
+            system,
+            ctx,
+            limits: ServerLimits {
+                header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
+                max_connections: settings.max_connections,
+                shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
+            },
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.ctx.services
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight requests
+    /// (each of which waits for its own writes to be durable) and stops the
+    /// actors. Fails if the supervisor gave up on a child.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
+        let Application {
+            listener,
+            mut system,
+            ctx,
+            limits,
+            ..
+        } = self;
+        let grace = limits.shutdown_grace;
+        tokio::select! {
+            () = serve(listener, ctx, limits, shutdown) => {
+                system.shutdown(grace).await;
+                tracing::info!(event = "stopped", "authd stopped");
+                Ok(())
+            }
+            () = system.gave_up() => Err(StartupError::SupervisorGaveUp),
+        }
+    }
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!(event = "shutdown_requested", "shutdown signal received");
+}
