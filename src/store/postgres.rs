@@ -881,6 +881,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn concurrent_rotations_produce_one_successor() {
+        let db = TestDb::new();
+        let first = db.connect().await;
+        let second = db.connect().await;
+        let user = new_user("frank@example.com");
+        first.insert_user(&user).await.expect("insert");
+        let session = Session::start(user.id, 1_000, 60_000);
+        first
+            .write_sessions(&[SessionWrite::Create(session.clone())])
+            .await
+            .expect("create");
+        for generation in 0..5 {
+            let rotate = [SessionWrite::Rotate {
+                id: session.id,
+                from_generation: generation,
+                issued_at_ms: 2_000 + i64::from(generation),
+            }];
+            let (x, y) = tokio::join!(
+                first.write_sessions(&rotate),
+                second.write_sessions(&rotate)
+            );
+            let outcomes = [x.expect("first")[0], y.expect("second")[0]];
+            let applied = outcomes
+                .iter()
+                .filter(|o| **o == WriteOutcome::Applied)
+                .count();
+            assert_eq!(applied, 1, "{outcomes:?}");
+        }
+        let stored = second
+            .load_session(session.id)
+            .await
+            .expect("load")
+            .expect("session");
+        assert_eq!(stored.generation, 5);
+        drop((first, second));
+        db.drop_database().await;
+    }
+
+    #[tokio::test]
     async fn signing_secret_is_stored_once() {
         let db = TestDb::new();
         let store = db.connect().await;
