@@ -133,9 +133,10 @@ where
 {
     let conn = Arc::clone(conn);
     tokio::task::spawn_blocking(move || {
-        let mut guard = conn
-            .lock()
-            .map_err(|_| StoreError::Internal(format!("{context}: connection lock poisoned")))?;
+        // A panic while the lock was held leaves it poisoned; the connection
+        // itself is fine (an open transaction rolled back when it dropped),
+        // so carry on rather than failing every later call.
+        let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         work(&mut guard)
     })
     .await
