@@ -60,6 +60,16 @@ pub struct Session {
     pub revoked: bool,
 }
 
+/// The part of a session that changes after creation: what a rotation or
+/// revocation on one instance tells the others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionChange {
+    pub id: SessionId,
+    pub generation: u32,
+    pub issued_at_ms: i64,
+    pub revoked: bool,
+}
+
 /// What a refresh presenting generation `presented` of a session should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshDecision {
@@ -117,6 +127,17 @@ impl Session {
         }
     }
 
+    /// Folds in a change learned from the database. Generations only move
+    /// forward and revocation is permanent, so changes may arrive in any
+    /// order, more than once, and still leave the same state.
+    pub fn merge(&mut self, change: &SessionChange) {
+        if change.generation > self.generation {
+            self.generation = change.generation;
+            self.issued_at_ms = change.issued_at_ms;
+        }
+        self.revoked |= change.revoked;
+    }
+
     /// The session after a rotation issued at `now_ms`.
     pub fn rotated(&self, now_ms: i64) -> Session {
         Session {
@@ -164,6 +185,32 @@ mod tests {
             s2.decide_refresh(0, 1_000_400, 5_000),
             RefreshDecision::Reuse
         );
+    }
+
+    #[test]
+    fn merge_is_order_independent() {
+        let base = session();
+        let rotated = SessionChange {
+            id: base.id,
+            generation: 2,
+            issued_at_ms: 1_000_500,
+            revoked: false,
+        };
+        let revoked = SessionChange {
+            generation: 1,
+            issued_at_ms: 1_000_100,
+            revoked: true,
+            ..rotated
+        };
+        let mut a = base.clone();
+        a.merge(&rotated);
+        a.merge(&revoked);
+        let mut b = base.clone();
+        b.merge(&revoked);
+        b.merge(&rotated);
+        b.merge(&rotated);
+        assert_eq!(a, b);
+        assert_eq!((a.generation, a.issued_at_ms, a.revoked), (2, 1_000_500, true));
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::{Email, Session, SessionId, UserId};
+pub use crate::domain::SessionChange;
 use crate::settings::{Database, Settings};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,8 +62,61 @@ pub enum SessionWrite {
         from_generation: u32,
         issued_at_ms: i64,
     },
-    /// Revoke session `id` (idempotent).
+    /// Revoke session `id` (idempotent). `Conflict` if there is no such
+    /// session (pruned).
     Revoke { id: SessionId, revoked_at_ms: i64 },
+    /// Revoke every live session of a user ("logout everywhere"). Always
+    /// `Applied`; the sessions it revoked are in [`BatchOutcome::changes`].
+    RevokeUser { user_id: UserId, revoked_at_ms: i64 },
+}
+
+/// What a batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// One per write, in the order of the batch.
+    pub outcomes: Vec<WriteOutcome>,
+    /// The final state of every session this batch rotated or revoked (at
+    /// most one entry per session). The same list reaches every other
+    /// instance through the [change feed](Store::subscribe).
+    pub changes: Vec<SessionChange>,
+}
+
+/// What the change feed delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// The feed (re)connected and is listening. Changes committed while it
+    /// was not listening were not delivered: read them with
+    /// [`Store::changes_since`].
+    Connected,
+    /// Changes committed by some instance (this one included).
+    Changes(Vec<SessionChange>),
+}
+
+/// A signing key shared by every instance through the database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKeyRecord {
+    /// Key id: the `kid` header of the tokens it signs.
+    pub kid: String,
+    /// "EdDSA".
+    pub algorithm: String,
+    /// PKCS#8 DER of the private key, base64 (standard alphabet).
+    pub private_key: String,
+    /// The raw 32-byte Ed25519 public key, base64url without padding (the
+    /// JWK `x` member).
+    pub public_key: String,
+    pub created_at_ms: i64,
+}
+
+impl std::fmt::Debug for SigningKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeyRecord")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("private_key", &"***")
+            .field("public_key", &self.public_key)
+            .field("created_at_ms", &self.created_at_ms)
+            .finish()
+    }
 }
 
 /// The outcome of one [`SessionWrite`] in a batch.
