@@ -143,11 +143,31 @@ pub trait Store: Send + Sync + 'static {
 
     async fn load_session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
 
-    /// Applies a batch of session writes in one transaction and returns one
-    /// outcome per write, in order. When this returns `Ok`, every applied
-    /// write is durable (committed; on SQLite, fsynced).
-    async fn write_sessions(&self, batch: &[SessionWrite])
-        -> Result<Vec<WriteOutcome>, StoreError>;
+    /// Applies a batch of session writes in one transaction. When this
+    /// returns `Ok`, every applied write is durable (committed; on SQLite,
+    /// fsynced) and, on PostgreSQL, its changes were published to the
+    /// change feed in the same transaction. Writes are applied grouped by
+    /// kind: creates, rotations, revocations, user revocations.
+    async fn write_sessions(&self, batch: &[SessionWrite]) -> Result<BatchOutcome, StoreError>;
+
+    /// Sessions rotated or revoked at or after `since_ms` (by any
+    /// instance): the catch-up read after the change feed reconnects.
+    async fn changes_since(&self, since_ms: i64) -> Result<Vec<SessionChange>, StoreError>;
+
+    /// Deletes sessions whose lifetime ended before `before_ms`; returns
+    /// how many.
+    async fn prune_sessions(&self, before_ms: i64) -> Result<u64, StoreError>;
+
+    /// Starts the change feed: every change any instance commits, as it
+    /// commits. `None` for a backend that serves one instance only (SQLite).
+    /// The feed reconnects by itself and says so with
+    /// [`FeedEvent::Connected`]; it stops when the receiver is dropped.
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<FeedEvent>>;
+
+    /// All signing keys, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
 
     /// Returns the stored HS256 secret, storing `candidate` first if none is
     /// stored yet (so every instance and every restart agree on one secret).
