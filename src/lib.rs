@@ -9,6 +9,7 @@
 pub mod actors;
 pub mod domain;
 pub mod http;
+pub mod keys;
 pub mod settings;
 pub mod startup;
 pub mod store;

@@ -25,6 +25,20 @@ enum Command {
     Serve,
     /// Print the effective configuration, secrets masked, and exit.
     CheckConfig,
+    /// Manage the Ed25519 signing keys stored in the database.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Add a new signing key; it signs from now on (running instances pick
+    /// it up within key_reload_secs) while older keys keep verifying.
+    Rotate,
+    /// List the stored keys, oldest first.
+    List,
 }
 
 fn main() -> ExitCode {
@@ -46,7 +60,54 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Serve => serve(settings),
+        Command::Keys { action } => keys(settings, action),
     }
+}
+
+fn keys(settings: Settings, action: KeysAction) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("authd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let store = match authd::store::connect(&settings).await {
+            Ok(store) => store,
+            Err(e) => {
+                eprintln!("authd: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        match action {
+            KeysAction::Rotate => match authd::keys::add_key(&*store).await {
+                Ok(kid) => {
+                    println!("added signing key {kid}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("authd: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            KeysAction::List => match store.signing_keys().await {
+                Ok(keys) => {
+                    for key in keys {
+                        println!(
+                            "{}\t{}\tcreated_at_ms={}",
+                            key.kid, key.algorithm, key.created_at_ms
+                        );
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("authd: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+        }
+    })
 }
 
 fn serve(settings: Settings) -> ExitCode {

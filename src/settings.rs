@@ -45,12 +45,15 @@ pub struct Settings {
     pub db_timeout_ms: u64,
     pub health_interval_ms: u64,
 
+    pub jwt_algorithm: JwtAlgorithm,
+    pub key_reload_secs: u64,
     pub secret_key: String,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl_secs: i64,
     pub session_ttl_secs: i64,
     pub refresh_grace_ms: i64,
+    pub prune_interval_secs: u64,
     pub batch_max_size: usize,
     pub batch_max_wait_us: u64,
 
@@ -65,6 +68,14 @@ pub struct Settings {
 
     pub log_format: LogFormat,
     pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum JwtAlgorithm {
+    #[serde(rename = "HS256", alias = "hs256")]
+    Hs256,
+    #[serde(rename = "EdDSA", alias = "eddsa", alias = "EDDSA", alias = "Ed25519")]
+    EdDsa,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -8,19 +8,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use base64::Engine;
 use dashmap::DashMap;
 use tokio::net::TcpListener;
 
 use crate::actors::db_health::HealthDeps;
 use crate::actors::hashing::{HashError, HashPool};
+use crate::actors::session_feed;
 use crate::actors::supervisor::ActorSystem;
 use crate::actors::token::TokenDeps;
 use crate::actors::user::UserDeps;
 use crate::actors::{ActorKind, ChildSlot, Services};
-use crate::domain::TokenCodec;
 use crate::http::routes::AppContext;
 use crate::http::server::{serve, ServerLimits};
+use crate::keys::{KeyError, KeyRing};
 use crate::settings::Settings;
 use crate::store::{self, StoreError};
 
@@ -28,6 +28,8 @@ use crate::store::{self, StoreError};
 pub enum StartupError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] KeyError),
     #[error("password hashing: {0}")]
     Hashing(#[from] HashError),
     #[error("actors: {0}")]
@@ -47,6 +49,9 @@ pub struct Application {
     system: ActorSystem,
     ctx: Arc<AppContext>,
     limits: ServerLimits,
+    /// Background tasks: the change-feed follower (PostgreSQL only) and
+    /// the signing-key reloader (EdDSA only).
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Application {
@@ -58,25 +63,9 @@ impl Application {
             "store connected and migrated"
         );
 
-        let secret = if settings.secret_key.is_empty() {
-            let candidate =
-                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 48]>());
-            let secret = store.signing_secret(&candidate).await?;
-            tracing::warn!(
-                event = "generated_secret",
-                "SECRET_KEY is not set: using a random signing secret stored in the database; \
-                 set SECRET_KEY to manage it yourself"
-            );
-            secret
-        } else {
-            settings.secret_key.clone()
-        };
-        let codec = Arc::new(TokenCodec::hs256(
-            secret.as_bytes(),
-            &settings.jwt_issuer,
-            &settings.jwt_audience,
-            settings.access_token_ttl_secs,
-        ));
+        let keys = KeyRing::load(&settings, Arc::clone(&store)).await?;
+        let key_reload =
+            keys.spawn_periodic_reload(Duration::from_secs(settings.key_reload_secs.max(1)));
         let hasher = HashPool::new(
             settings.argon2_m_kib,
             settings.argon2_t,
@@ -88,7 +77,7 @@ impl Application {
         let request_timeout = settings.request_timeout();
         let token_deps = Arc::new(TokenDeps {
             store: Arc::clone(&store),
-            codec,
+            keys,
             cache: Arc::new(DashMap::new()),
             slot: ChildSlot::new(ActorKind::Token, request_timeout),
             session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
@@ -96,7 +85,13 @@ impl Application {
             batch_max_size: settings.batch_max_size,
             batch_max_wait: Duration::from_micros(settings.batch_max_wait_us),
             db_timeout: settings.db_timeout(),
+            prune_interval: Duration::from_secs(settings.prune_interval_secs.max(1)),
         });
+        let feed = session_feed::spawn(
+            Arc::clone(&store),
+            Arc::clone(&token_deps.cache),
+            settings.db_timeout(),
+        );
         let system = ActorSystem::start(
             token_deps,
             |tokens| UserDeps {
@@ -136,6 +131,7 @@ impl Application {
             local_addr,
             system,
             ctx,
+            background: feed.into_iter().chain(key_reload).collect(),
             limits: ServerLimits {
                 header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
                 max_connections: settings.max_connections,
@@ -162,8 +158,12 @@ impl Application {
             mut system,
             ctx,
             limits,
+            background,
             ..
         } = self;
+        // Stop the background tasks however we leave (the feed's listener
+        // connection closes when its receiver drops).
+        let _background: Vec<AbortOnDrop> = background.into_iter().map(AbortOnDrop).collect();
         let grace = limits.shutdown_grace;
         tokio::select! {
             () = serve(listener, ctx, limits, shutdown) => {
@@ -173,6 +173,14 @@ impl Application {
             }
             () = system.gave_up() => Err(StartupError::SupervisorGaveUp),
         }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -4,9 +4,11 @@
 //! task through a bounded queue and moves on to its next message. The task
 //! takes everything queued (up to `max_batch`, optionally waiting up to
 //! `max_wait` for more), writes it with one [`Store::write_sessions`] call
-//! (one transaction, one statement per kind of write), and only then tells
-//! each submitter its own outcome. So a caller is answered only after its
-//! row is durable, and under load many callers share one commit.
+//! (one transaction, one statement per kind of write), folds the sessions
+//! the batch changed into `TokenActor`'s cache, and only then tells each
+//! submitter its own outcome. So a caller is answered only after its row is
+//! durable, the cache never shows an uncommitted state, and under load many
+//! callers share one commit.
 //!
 //! When the last [`SessionWriter`] handle is dropped (the actor stopped or
 //! crashed), the task still writes everything already queued, then exits;
@@ -15,8 +17,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::domain::{Session, SessionChange, SessionId};
 use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
 
 /// Submissions allowed to wait for the writer. Beyond this, submitting
@@ -45,12 +49,20 @@ impl SessionWriter {
     /// Starts the writer task.
     pub fn spawn(
         store: Arc<dyn Store>,
+        cache: Arc<DashMap<SessionId, Session>>,
         max_batch: usize,
         max_wait: Duration,
         write_timeout: Duration,
     ) -> Self {
         let (queue, inbox) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(store, inbox, max_batch.max(1), max_wait, write_timeout));
+        tokio::spawn(run(
+            store,
+            cache,
+            inbox,
+            max_batch.max(1),
+            max_wait,
+            write_timeout,
+        ));
         SessionWriter { queue }
     }
 
@@ -69,6 +81,7 @@ impl SessionWriter {
 
 async fn run(
     store: Arc<dyn Store>,
+    cache: Arc<DashMap<SessionId, Session>>,
     mut inbox: mpsc::Receiver<Submission>,
     max_batch: usize,
     max_wait: Duration,
@@ -88,7 +101,20 @@ async fn run(
             Err(_) => Err(StoreError::Unavailable("session write timed out".into())),
         };
         tracing::debug!(writes = writes.len(), ok = result.is_ok(), "session batch");
-        answer(&mut batch, result);
+        if let Ok(done) = &result {
+            merge_into_cache(&cache, &done.changes);
+        }
+        answer(&mut batch, result.map(|done| done.outcomes));
+    }
+}
+
+/// Folds committed changes into the cached sessions (sessions not cached
+/// are left alone: a later read-through loads their committed state).
+pub fn merge_into_cache(cache: &DashMap<SessionId, Session>, changes: &[SessionChange]) {
+    for change in changes {
+        if let Some(mut cached) = cache.get_mut(&change.id) {
+            cached.merge(change);
+        }
     }
 }
 

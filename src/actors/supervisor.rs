@@ -288,7 +288,7 @@ impl ActorSystem {
         restart_limit: usize,
         restart_window: Duration,
     ) -> Result<Self, ractor::SpawnErr> {
-        let tokens = TokenHandle::new(Arc::clone(&token_deps.slot), Arc::clone(&token_deps.codec));
+        let tokens = TokenHandle::new(Arc::clone(&token_deps.slot), Arc::clone(&token_deps.keys));
         let user_slot = ChildSlot::new(ActorKind::User, request_timeout);
         let health_slot = ChildSlot::new(ActorKind::DbHealth, request_timeout);
         let restarts = Arc::new(RestartCounters::default());

@@ -24,12 +24,12 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::session_writer::{SessionWriter, WriteResult};
 use super::{CallError, ChildSlot};
 use crate::domain::{
-    now_ms, Claims, RefreshDecision, Session, SessionId, TokenCodec, TokenError, UserId,
+    now_ms, Claims, RefreshDecision, Session, SessionChange, SessionId, TokenCodec, TokenError,
+    UserId,
 };
+use crate::keys::KeyRing;
 use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
 
-/// How often expired sessions are dropped from the cache.
-const PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 /// A request is re-dispatched at most this often (after a read-through or
 /// a lost race with another instance) before it gives up with 503.
 const MAX_ATTEMPTS: u8 = 3;
@@ -71,7 +71,7 @@ impl From<TokenError> for TokenFailure {
     fn from(e: TokenError) -> Self {
         match e {
             TokenError::Expired => TokenFailure::Expired,
-            TokenError::Invalid => TokenFailure::Invalid,
+            TokenError::Invalid | TokenError::UnknownKey => TokenFailure::Invalid,
         }
     }
 }
@@ -121,7 +121,19 @@ pub struct SessionRequest {
 enum SessionOp {
     Refresh(Reply<IssuedToken>),
     Revoke(Reply<()>),
+    /// Revoke every session of the token's user ("logout everywhere").
+    RevokeAll(Reply<()>),
     Authorize(Reply<Authorized>),
+}
+
+/// What `/revoke` revokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RevokeScope {
+    /// The token's session (the default).
+    #[default]
+    Session,
+    /// Every session of the token's user, on every instance.
+    All,
 }
 
 impl SessionOp {
@@ -129,7 +141,7 @@ impl SessionOp {
         // A caller that gave up (timeout) has dropped its port; ignore.
         let _ = match self {
             SessionOp::Refresh(r) => r.send(Err(failure)).is_ok(),
-            SessionOp::Revoke(r) => r.send(Err(failure)).is_ok(),
+            SessionOp::Revoke(r) | SessionOp::RevokeAll(r) => r.send(Err(failure)).is_ok(),
             SessionOp::Authorize(r) => r.send(Err(failure)).is_ok(),
         };
     }
@@ -139,7 +151,7 @@ impl SessionOp {
 /// (committed-only) cache survives a restart.
 pub struct TokenDeps {
     pub store: Arc<dyn Store>,
-    pub codec: Arc<TokenCodec>,
+    pub keys: Arc<KeyRing>,
     pub cache: Arc<DashMap<SessionId, Session>>,
     /// The slot of the current `TokenActor`, for re-sending requests: by the
     /// time a read-through finishes, the actor may have been restarted.
@@ -149,6 +161,8 @@ pub struct TokenDeps {
     pub batch_max_size: usize,
     pub batch_max_wait: Duration,
     pub db_timeout: Duration,
+    /// How often expired sessions leave the cache and the database.
+    pub prune_interval: Duration,
 }
 
 /// How the HTTP layer and `UserActor` talk to `TokenActor`. Token signatures
@@ -157,12 +171,17 @@ pub struct TokenDeps {
 #[derive(Clone)]
 pub struct TokenHandle {
     slot: Arc<ChildSlot<TokenMsg>>,
-    codec: Arc<TokenCodec>,
+    keys: Arc<KeyRing>,
 }
 
 impl TokenHandle {
-    pub fn new(slot: Arc<ChildSlot<TokenMsg>>, codec: Arc<TokenCodec>) -> Self {
-        TokenHandle { slot, codec }
+    pub fn new(slot: Arc<ChildSlot<TokenMsg>>, keys: Arc<KeyRing>) -> Self {
+        TokenHandle { slot, keys }
+    }
+
+    /// The public signing keys as a JWK Set (empty for HS256).
+    pub fn jwks(&self) -> serde_json::Value {
+        self.keys.codec().jwks().clone()
     }
 
     pub async fn issue(&self, user_id: UserId) -> Result<IssuedToken, TokenFailure> {
@@ -174,18 +193,22 @@ impl TokenHandle {
     /// Rotates the session of `token`; an expired token is accepted while
     /// its session lives.
     pub async fn refresh(&self, token: &str) -> Result<IssuedToken, TokenFailure> {
-        let claims = self.codec.verify_allow_expired(token)?;
+        let claims = self.keys.verify(token, true).await?;
         self.session_call(claims, SessionOp::Refresh).await
     }
 
-    /// Revokes the session of `token` (expired tokens accepted).
-    pub async fn revoke(&self, token: &str) -> Result<(), TokenFailure> {
-        let claims = self.codec.verify_allow_expired(token)?;
-        self.session_call(claims, SessionOp::Revoke).await
+    /// Revokes the session of `token` (expired tokens accepted), or with
+    /// [`RevokeScope::All`] every session of its user.
+    pub async fn revoke(&self, token: &str, scope: RevokeScope) -> Result<(), TokenFailure> {
+        let claims = self.keys.verify(token, true).await?;
+        match scope {
+            RevokeScope::Session => self.session_call(claims, SessionOp::Revoke).await,
+            RevokeScope::All => self.session_call(claims, SessionOp::RevokeAll).await,
+        }
     }
 
     pub async fn authorize(&self, token: &str) -> Result<Authorized, TokenFailure> {
-        let claims = self.codec.verify(token)?;
+        let claims = self.keys.verify(token, false).await?;
         self.session_call(claims, SessionOp::Authorize).await
     }
 
@@ -233,11 +256,12 @@ impl Actor for TokenActor {
     ) -> Result<TokenState, ActorProcessingErr> {
         let writer = SessionWriter::spawn(
             Arc::clone(&deps.store),
+            Arc::clone(&deps.cache),
             deps.batch_max_size,
             deps.batch_max_wait,
             deps.db_timeout,
         );
-        myself.send_interval(PRUNE_INTERVAL, || TokenMsg::Prune);
+        myself.send_interval(deps.prune_interval, || TokenMsg::Prune);
         Ok(TokenState {
             deps,
             writer,
@@ -259,10 +283,7 @@ impl Actor for TokenActor {
                     state.dispatch(request);
                 }
             }
-            TokenMsg::Prune => {
-                let now = now_ms();
-                state.deps.cache.retain(|_, s| s.expires_at_ms > now);
-            }
+            TokenMsg::Prune => state.prune(),
             #[cfg(feature = "test-hooks")]
             TokenMsg::Crash => panic!("TokenActor crashed on request (test hook)"),
         }
@@ -282,7 +303,7 @@ impl TokenState {
             let result = match settle(written).await {
                 Ok(WriteOutcome::Applied) => {
                     deps.cache.insert(session.id, session.clone());
-                    sign(&deps.codec, &session)
+                    sign(&deps.keys.codec(), &session)
                 }
                 Ok(WriteOutcome::Conflict) => {
                     Err(TokenFailure::Internal("new session id collided".into()))
@@ -305,6 +326,13 @@ impl TokenState {
             self.read_through(request);
             return;
         };
+        if request.claims.generation > session.generation {
+            // A generation newer than the cached one: another instance
+            // rotated this session and its change has not reached us yet.
+            // Read the committed state instead of refusing a valid token.
+            self.read_through(request);
+            return;
+        }
         let SessionRequest {
             claims,
             op,
@@ -333,9 +361,7 @@ impl TokenState {
                 let _ = reply.send(result);
             }
             SessionOp::Revoke(reply) => {
-                if claims.generation > session.generation {
-                    let _ = reply.send(Err(TokenFailure::Invalid));
-                } else if session.revoked {
+                if session.revoked {
                     // Idempotent: revoking a revoked session succeeds.
                     let _ = reply.send(Ok(()));
                 } else {
@@ -344,13 +370,31 @@ impl TokenState {
                     });
                 }
             }
+            SessionOp::RevokeAll(reply) => {
+                if !session.is_live(now) {
+                    let _ = reply.send(Err(TokenFailure::Revoked));
+                    return;
+                }
+                let Some(written) = self.submit(SessionWrite::RevokeUser {
+                    user_id: session.user_id,
+                    revoked_at_ms: now,
+                }) else {
+                    let _ = reply.send(Err(busy()));
+                    return;
+                };
+                tokio::spawn(async move {
+                    // The writer has already folded the revoked sessions
+                    // into the cache when this completes.
+                    let _ = reply.send(settle(written).await.map(|_| ()));
+                });
+            }
             SessionOp::Refresh(reply) => {
                 match session.decide_refresh(claims.generation, now, self.deps.refresh_grace_ms) {
                     RefreshDecision::Rotate => self.rotate(session, claims, reply, attempts, now),
                     RefreshDecision::GraceDuplicate => {
                         // The cache holds committed state only, so the
                         // current generation is already durable.
-                        let _ = reply.send(sign(&self.deps.codec, &session));
+                        let _ = reply.send(sign(&self.deps.keys.codec(), &session));
                     }
                     RefreshDecision::Reuse => {
                         tracing::warn!(
@@ -394,30 +438,25 @@ impl TokenState {
         tokio::spawn(async move {
             match settle(written).await {
                 Ok(WriteOutcome::Applied) => {
-                    if let Some(mut cached) = deps.cache.get_mut(&session.id) {
-                        if cached.generation == session.generation {
-                            cached.generation = next.generation;
-                            cached.issued_at_ms = next.issued_at_ms;
-                        }
-                    }
-                    let _ = reply.send(sign(&deps.codec, &next));
+                    // The writer has already folded the rotation into the cache.
+                    let _ = reply.send(sign(&deps.keys.codec(), &next));
                     deps.slot.cast(TokenMsg::RotationSettled(session.id));
                 }
                 Ok(WriteOutcome::Conflict) => {
                     // Another instance rotated or revoked it first. Reload the
                     // truth, then decide again (usually: grace duplicate).
-                    let reloaded = reload(&deps, session.id).await;
+                    let reloaded = load_into_cache(&deps, session.id).await;
                     deps.slot.cast(TokenMsg::RotationSettled(session.id));
                     match reloaded {
                         Err(e) => {
                             let _ = reply.send(Err(e));
                         }
-                        Ok(()) if attempts + 1 >= MAX_ATTEMPTS => {
+                        Ok(_) if attempts + 1 >= MAX_ATTEMPTS => {
                             let _ = reply.send(Err(TokenFailure::Unavailable(
                                 "session is contended".into(),
                             )));
                         }
-                        Ok(()) => {
+                        Ok(_) => {
                             deps.slot.cast(TokenMsg::Session(SessionRequest {
                                 claims,
                                 op: SessionOp::Refresh(reply),
@@ -449,12 +488,7 @@ impl TokenState {
         let deps = Arc::clone(&self.deps);
         tokio::spawn(async move {
             match settle(written).await {
-                Ok(WriteOutcome::Applied) => {
-                    if let Some(mut cached) = deps.cache.get_mut(&id) {
-                        cached.revoked = true;
-                    }
-                    done(Ok(()))
-                }
+                Ok(WriteOutcome::Applied) => done(Ok(())),
                 Ok(WriteOutcome::Conflict) => {
                     // The session is gone from the database (pruned).
                     deps.cache.remove(&id);
@@ -465,27 +499,46 @@ impl TokenState {
         });
     }
 
-    /// Loads a session missing from the cache, then re-sends the request.
+    /// Drops expired sessions from the cache, and from the database in the
+    /// background.
+    fn prune(&mut self) {
+        let now = now_ms();
+        let before = self.deps.cache.len();
+        self.deps.cache.retain(|_, s| s.expires_at_ms > now);
+        let store = Arc::clone(&self.deps.store);
+        let evicted = before.saturating_sub(self.deps.cache.len());
+        tokio::spawn(async move {
+            match store.prune_sessions(now).await {
+                Ok(deleted) => tracing::info!(
+                    event = "sessions_pruned",
+                    cache_evicted = evicted,
+                    db_deleted = deleted,
+                    "expired sessions pruned"
+                ),
+                Err(e) => {
+                    tracing::warn!(event = "prune_failed", error = %e, "pruning sessions failed")
+                }
+            }
+        });
+    }
+
+    /// Loads a session's committed state into the cache (merged with what
+    /// is there), then re-sends the request.
     fn read_through(&mut self, mut request: SessionRequest) {
         if request.attempts >= MAX_ATTEMPTS {
             return request.op.fail(TokenFailure::Invalid);
         }
         let deps = Arc::clone(&self.deps);
         tokio::spawn(async move {
-            let id = request.claims.sid;
-            match tokio::time::timeout(deps.db_timeout, deps.store.load_session(id)).await {
-                Ok(Ok(Some(session))) => {
-                    deps.cache.entry(id).or_insert(session);
+            match load_into_cache(&deps, request.claims.sid).await {
+                Ok(true) => {
                     request.attempts += 1;
                     // If the actor is down, the request (and its reply port)
                     // is dropped and the caller gets 503.
                     deps.slot.cast(TokenMsg::Session(request));
                 }
-                Ok(Ok(None)) => request.op.fail(TokenFailure::Invalid),
-                Ok(Err(e)) => request.op.fail(e.into()),
-                Err(_) => request
-                    .op
-                    .fail(TokenFailure::Unavailable("session lookup timed out".into())),
+                Ok(false) => request.op.fail(TokenFailure::Invalid),
+                Err(e) => request.op.fail(e),
             }
         });
     }
@@ -505,16 +558,28 @@ async fn settle(
     }
 }
 
-/// Replaces the cached copy of a session with the stored one.
-async fn reload(deps: &TokenDeps, id: SessionId) -> Result<(), TokenFailure> {
+/// Reads a session's committed state and folds it into the cache: merged
+/// rather than overwritten, since a change folded in while we were reading
+/// may be newer than what we read. Returns whether the session exists; one
+/// that does not (pruned) leaves the cache.
+async fn load_into_cache(deps: &TokenDeps, id: SessionId) -> Result<bool, TokenFailure> {
     match tokio::time::timeout(deps.db_timeout, deps.store.load_session(id)).await {
-        Ok(Ok(Some(session))) => {
-            deps.cache.insert(id, session);
-            Ok(())
+        Ok(Ok(Some(loaded))) => {
+            let change = SessionChange {
+                id,
+                generation: loaded.generation,
+                issued_at_ms: loaded.issued_at_ms,
+                revoked: loaded.revoked,
+            };
+            deps.cache
+                .entry(id)
+                .and_modify(|cached| cached.merge(&change))
+                .or_insert(loaded);
+            Ok(true)
         }
         Ok(Ok(None)) => {
             deps.cache.remove(&id);
-            Ok(())
+            Ok(false)
         }
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(TokenFailure::Unavailable("session lookup timed out".into())),

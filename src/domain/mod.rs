@@ -13,7 +13,7 @@ mod token;
 pub use email::Email;
 pub use password::Password;
 pub use session::{RefreshDecision, Session, SessionChange, SessionId, UserId};
-pub use token::{Claims, TokenCodec, TokenError};
+pub use token::{Claims, Ed25519Key, SigningKeys, TokenCodec, TokenError};
 
 /// A value from a client that does not satisfy a domain rule.
 ///

@@ -210,7 +210,10 @@ mod tests {
         b.merge(&rotated);
         b.merge(&rotated);
         assert_eq!(a, b);
-        assert_eq!((a.generation, a.issued_at_ms, a.revoked), (2, 1_000_500, true));
+        assert_eq!(
+            (a.generation, a.issued_at_ms, a.revoked),
+            (2, 1_000_500, true)
+        );
     }
 
     #[test]

@@ -33,13 +33,57 @@ pub enum TokenError {
     Expired,
     #[error("token is invalid")]
     Invalid,
+    /// Signed (supposedly) by a key id this codec does not hold: maybe a
+    /// key added by another instance since our key set was loaded.
+    #[error("token names an unknown signing key")]
+    UnknownKey,
 }
 
-/// Signs and verifies access tokens with one key and one algorithm.
+/// An Ed25519 signing key as stored: PKCS#8 DER of the private key, and the
+/// raw 32-byte public key.
+#[derive(Clone)]
+pub struct Ed25519Key {
+    pub kid: String,
+    pub private_pkcs8_der: Vec<u8>,
+    pub public_key: [u8; 32],
+}
+
+impl Ed25519Key {
+    /// A fresh random key.
+    pub fn generate(kid: String) -> Result<Self, String> {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        let signing = ed25519_dalek::SigningKey::from_bytes(&rand::random::<[u8; 32]>());
+        let der = signing.to_pkcs8_der().map_err(|e| e.to_string())?;
+        Ok(Ed25519Key {
+            kid,
+            private_pkcs8_der: der.as_bytes().to_vec(),
+            public_key: signing.verifying_key().to_bytes(),
+        })
+    }
+
+    /// The JWK `x` member: the public key, base64url without padding.
+    pub fn public_x(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(self.public_key)
+    }
+}
+
+/// How tokens are signed: one shared secret, or a set of Ed25519 keys of
+/// which the newest signs and all verify.
+pub enum SigningKeys {
+    Hs256 {
+        secret: Vec<u8>,
+    },
+    /// Oldest first; must not be empty.
+    Ed25519(Vec<Ed25519Key>),
+}
+
+/// Signs and verifies access tokens.
 pub struct TokenCodec {
     header: Header,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// HS256: one key (no `kid`). EdDSA: one per `kid`.
+    decoding: DecodingKeys,
     /// Checks everything, `exp` included: for `/authorize`.
     strict: Validation,
     /// Same, but an expired token passes: `/refresh` and `/revoke` accept
@@ -48,34 +92,91 @@ pub struct TokenCodec {
     issuer: String,
     audience: String,
     access_ttl_secs: i64,
+    /// The public keys as a JWK Set (empty for HS256: a shared secret is
+    /// never published).
+    jwks: serde_json::Value,
+}
+
+enum DecodingKeys {
+    Single(DecodingKey),
+    ByKid(std::collections::HashMap<String, DecodingKey>),
 }
 
 impl TokenCodec {
-    /// HS256 with a shared secret.
-    pub fn hs256(secret: &[u8], issuer: &str, audience: &str, access_ttl_secs: i64) -> Self {
-        let mut strict = Validation::new(Algorithm::HS256);
+    pub fn new(
+        keys: &SigningKeys,
+        issuer: &str,
+        audience: &str,
+        access_ttl_secs: i64,
+    ) -> Result<Self, String> {
+        let (algorithm, header, encoding, decoding, jwks) = match keys {
+            SigningKeys::Hs256 { secret } => (
+                Algorithm::HS256,
+                Header::new(Algorithm::HS256),
+                EncodingKey::from_secret(secret),
+                DecodingKeys::Single(DecodingKey::from_secret(secret)),
+                serde_json::json!({ "keys": [] }),
+            ),
+            SigningKeys::Ed25519(keys) => {
+                let newest = keys.last().ok_or("no Ed25519 signing key")?;
+                let mut header = Header::new(Algorithm::EdDSA);
+                header.kid = Some(newest.kid.clone());
+                let by_kid = keys
+                    .iter()
+                    .map(|k| (k.kid.clone(), DecodingKey::from_ed_der(&k.public_key)))
+                    .collect();
+                let jwks: Vec<serde_json::Value> = keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig",
+                            "kid": k.kid, "x": k.public_x(),
+                        })
+                    })
+                    .collect();
+                (
+                    Algorithm::EdDSA,
+                    header,
+                    EncodingKey::from_ed_der(&newest.private_pkcs8_der),
+                    DecodingKeys::ByKid(by_kid),
+                    serde_json::json!({ "keys": jwks }),
+                )
+            }
+        };
+        let mut strict = Validation::new(algorithm);
         strict.leeway = 0;
         strict.set_issuer(&[issuer]);
         strict.set_audience(&[audience]);
         strict.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         let mut expired_ok = strict.clone();
         expired_ok.validate_exp = false;
-        TokenCodec {
-            header: Header::new(Algorithm::HS256),
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+        Ok(TokenCodec {
+            header,
+            encoding,
+            decoding,
             strict,
             expired_ok,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             access_ttl_secs,
-        }
+            jwks,
+        })
+    }
+
+    /// The `kid` new tokens carry (EdDSA only).
+    pub fn signing_kid(&self) -> Option<&str> {
+        self.header.kid.as_deref()
+    }
+
+    pub fn jwks(&self) -> &serde_json::Value {
+        &self.jwks
     }
 
     /// The claims of the live token of `session`. Deterministic: the same
     /// session state always yields the same claims (and, HS256 and Ed25519
-    /// being deterministic, the same token), which is what lets a duplicate
-    /// refresh inside the grace window receive the same successor.
+    /// being deterministic, the same token with the same key), which is
+    /// what lets a duplicate refresh inside the grace window receive the
+    /// same successor.
     pub fn claims_for(&self, session: &Session) -> Claims {
         let iat = session.issued_at_ms.div_euclid(1000);
         let session_end = session.expires_at_ms.div_euclid(1000);
@@ -110,7 +211,15 @@ impl TokenCodec {
         if token.len() > 4096 {
             return Err(TokenError::Invalid);
         }
-        match jsonwebtoken::decode::<Claims>(token, &self.decoding, validation) {
+        let key = match &self.decoding {
+            DecodingKeys::Single(key) => key,
+            DecodingKeys::ByKid(keys) => {
+                let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+                let kid = header.kid.ok_or(TokenError::Invalid)?;
+                keys.get(&kid).ok_or(TokenError::UnknownKey)?
+            }
+        };
+        match jsonwebtoken::decode::<Claims>(token, key, validation) {
             Ok(data) => Ok(data.claims),
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(TokenError::Expired),
             Err(_) => Err(TokenError::Invalid),
@@ -124,7 +233,10 @@ mod tests {
     use crate::domain::now_ms;
 
     fn codec(secret: &[u8]) -> TokenCodec {
-        TokenCodec::hs256(secret, "authd", "authd", 900)
+        let keys = SigningKeys::Hs256 {
+            secret: secret.to_vec(),
+        };
+        TokenCodec::new(&keys, "authd", "authd", 900).unwrap()
     }
 
     #[test]
@@ -165,6 +277,35 @@ mod tests {
             parts[2]
         );
         assert_eq!(c.verify(&tampered), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn ed25519_keys_sign_verify_and_rotate() {
+        let old = Ed25519Key::generate("k1".into()).unwrap();
+        let new = Ed25519Key::generate("k2".into()).unwrap();
+        let before = TokenCodec::new(
+            &SigningKeys::Ed25519(vec![old.clone()]),
+            "authd",
+            "authd",
+            900,
+        )
+        .unwrap();
+        let after =
+            TokenCodec::new(&SigningKeys::Ed25519(vec![old, new]), "authd", "authd", 900).unwrap();
+        let s = Session::start(UserId::new_random(), now_ms(), 3_600_000);
+        let old_token = before.sign(&before.claims_for(&s)).unwrap();
+        let new_token = after.sign(&after.claims_for(&s)).unwrap();
+        assert_eq!(after.signing_kid(), Some("k2"));
+        assert!(after.verify(&old_token).is_ok(), "old key still verifies");
+        assert!(after.verify(&new_token).is_ok());
+        assert_eq!(before.verify(&new_token), Err(TokenError::UnknownKey));
+        assert_eq!(after.jwks()["keys"].as_array().unwrap().len(), 2);
+        // An HS256 token is refused by an EdDSA codec (algorithm confusion).
+        let hs = codec(b"0123456789abcdef0123456789abcdef");
+        let hs_token = hs.sign(&hs.claims_for(&s)).unwrap();
+        assert_eq!(after.verify(&hs_token), Err(TokenError::Invalid));
+        assert_eq!(hs.verify(&new_token), Err(TokenError::Invalid));
+        assert_eq!(hs.jwks()["keys"].as_array().unwrap().len(), 0);
     }
 
     #[test]

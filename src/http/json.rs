@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
-use crate::actors::token::IssuedToken;
+use crate::actors::token::{IssuedToken, RevokeScope};
 
 /// `{"email", "password"}` of /signup and /signin.
 #[derive(Debug, Deserialize)]
@@ -28,6 +28,32 @@ pub struct CredentialsBody {
 #[derive(Debug, Deserialize)]
 pub struct TokenBody {
     pub access_token: String,
+}
+
+/// `{"access_token", "scope"?}` of /revoke; scope is "session" (default)
+/// or "all" (every session of the user, on every instance).
+#[derive(Debug, Deserialize)]
+pub struct RevokeBody {
+    pub access_token: String,
+    #[serde(default)]
+    pub scope: RevokeScopeField,
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RevokeScopeField {
+    #[default]
+    Session,
+    All,
+}
+
+impl From<RevokeScopeField> for RevokeScope {
+    fn from(f: RevokeScopeField) -> Self {
+        match f {
+            RevokeScopeField::Session => RevokeScope::Session,
+            RevokeScopeField::All => RevokeScope::All,
+        }
+    }
 }
 
 /// The answer of signup, signin and refresh.

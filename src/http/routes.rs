@@ -11,6 +11,7 @@
 //! | `GET /authorize` (Bearer header) | [`authorize`] | `TokenHandle::authorize` |
 //! | `GET /auth/authorize-token` (JSON body or Bearer) | [`authorize_token`] | `TokenHandle::authorize` |
 //! | `GET /health` | [`health`] | `HealthHandle::status` |
+//! | `GET /.well-known/jwks.json` | [`jwks`] | `TokenHandle::jwks` (no actor call) |
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,7 +20,9 @@ use hyper::header::AUTHORIZATION;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
-use super::json::{json_response, read_json, CredentialsBody, TokenBody, TokenResponse};
+use super::json::{
+    json_response, read_json, CredentialsBody, RevokeBody, TokenBody, TokenResponse,
+};
 use super::ApiError;
 use crate::actors::Services;
 use crate::domain::{Email, Password};
@@ -39,6 +42,7 @@ pub enum Endpoint {
     Authorize,
     AuthorizeToken,
     Health,
+    Jwks,
 }
 
 impl Endpoint {
@@ -52,6 +56,7 @@ impl Endpoint {
             Endpoint::Authorize => "authorize",
             Endpoint::AuthorizeToken => "authorize_token",
             Endpoint::Health => "health",
+            Endpoint::Jwks => "jwks",
         }
     }
 }
@@ -69,6 +74,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
         "/authorize" => (Method::GET, Endpoint::Authorize),
         "/auth/authorize-token" => (Method::GET, Endpoint::AuthorizeToken),
         "/health" => (Method::GET, Endpoint::Health),
+        "/.well-known/jwks.json" => (Method::GET, Endpoint::Jwks),
         _ => return Err(ApiError::NotFound),
     };
     if *method == allowed {
@@ -91,6 +97,7 @@ pub async fn dispatch(
         Endpoint::Authorize => authorize(request, ctx).await,
         Endpoint::AuthorizeToken => authorize_token(request, ctx).await,
         Endpoint::Health => health(ctx).await,
+        Endpoint::Jwks => Ok(jwks(ctx)),
     }
 }
 
@@ -136,8 +143,11 @@ pub async fn revoke(
     request: Request<Incoming>,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let body: TokenBody = read_json(request, ctx.max_body_bytes).await?;
-    ctx.services.tokens.revoke(&body.access_token).await?;
+    let body: RevokeBody = read_json(request, ctx.max_body_bytes).await?;
+    ctx.services
+        .tokens
+        .revoke(&body.access_token, body.scope.into())
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "message": "Token revoked successfully." }),
@@ -196,6 +206,12 @@ pub async fn health(ctx: &AppContext) -> Result<Response<Full<Bytes>>, ApiError>
         ),
     };
     Ok(json_response(status, &body))
+}
+
+/// The public signing keys (EdDSA), for verifiers outside authd. Empty
+/// with HS256: a shared secret is never published.
+pub fn jwks(ctx: &AppContext) -> Response<Full<Bytes>> {
+    json_response(StatusCode::OK, &ctx.services.tokens.jwks())
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{Email, Session, SessionId, UserId};
 pub use crate::domain::SessionChange;
+use crate::domain::{Email, Session, SessionId, UserId};
 use crate::settings::{Database, Settings};
 
 #[derive(Debug, thiserror::Error)]
