@@ -33,6 +33,9 @@ pub struct Settings {
     pub request_timeout_ms: u64,
     pub shutdown_grace_ms: u64,
     pub max_connections: usize,
+    pub rate_limit_enabled: bool,
+    pub rate_limit_per_ip_per_minute: u32,
+    pub rate_limit_per_account_per_minute: u32,
 
     pub database_url: String,
     pub data_dir: PathBuf,

@@ -18,7 +18,8 @@ use crate::actors::supervisor::ActorSystem;
 use crate::actors::token::TokenDeps;
 use crate::actors::user::UserDeps;
 use crate::actors::{ActorKind, ChildSlot, Services};
-use crate::http::routes::AppContext;
+use crate::http::rate_limit::RateLimits;
+use crate::http::routes::{AppContext, ScrapeGauges};
 use crate::http::server::{serve, ServerLimits};
 use crate::keys::{KeyError, KeyRing};
 use crate::settings::Settings;
@@ -66,6 +67,8 @@ impl Application {
         let keys = KeyRing::load(&settings, Arc::clone(&store)).await?;
         let key_reload =
             keys.spawn_periodic_reload(Duration::from_secs(settings.key_reload_secs.max(1)));
+        // Install the metrics recorder before anything records.
+        let _ = crate::telemetry::metrics::handle();
         let hasher = HashPool::new(
             settings.argon2_m_kib,
             settings.argon2_t,
@@ -87,6 +90,7 @@ impl Application {
             db_timeout: settings.db_timeout(),
             prune_interval: Duration::from_secs(settings.prune_interval_secs.max(1)),
         });
+        let cache = Arc::clone(&token_deps.cache);
         let feed = session_feed::spawn(
             Arc::clone(&store),
             Arc::clone(&token_deps.cache),
@@ -96,7 +100,7 @@ impl Application {
             token_deps,
             |tokens| UserDeps {
                 store: Arc::clone(&store),
-                hasher,
+                hasher: Arc::clone(&hasher),
                 tokens,
                 db_timeout: settings.db_timeout(),
             },
@@ -125,6 +129,16 @@ impl Application {
         let ctx = Arc::new(AppContext {
             services: system.services.clone(),
             max_body_bytes: settings.max_body_bytes,
+            rate_limits: RateLimits::new(
+                settings.rate_limit_enabled,
+                settings.rate_limit_per_ip_per_minute,
+                settings.rate_limit_per_account_per_minute,
+            ),
+            gauges: ScrapeGauges {
+                cache,
+                hasher,
+                store,
+            },
         });
         Ok(Application {
             listener,

@@ -25,3 +25,63 @@ pub fn init(format: LogFormat, level: &str) {
         LogFormat::Human => builder.try_init(),
     };
 }
+
+/// Prometheus metrics. One recorder per process (the `metrics` facade is
+/// global), rendered by `GET /metrics`.
+pub mod metrics {
+    use std::sync::OnceLock;
+
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+    pub const HTTP_REQUESTS: &str = "authd_http_requests_total";
+    pub const HTTP_DURATION: &str = "authd_http_request_duration_seconds";
+    pub const ACTOR_RESTARTS: &str = "authd_actor_restarts_total";
+    pub const CACHE_SESSIONS: &str = "authd_token_cache_sessions";
+    pub const BATCH_SIZE: &str = "authd_session_batch_size";
+    pub const BATCH_DURATION: &str = "authd_session_batch_duration_seconds";
+    pub const BATCH_FAILURES: &str = "authd_session_batch_failures_total";
+    pub const HASH_QUEUE: &str = "authd_hash_queue_depth";
+    pub const HASH_REJECTED: &str = "authd_hash_rejected_total";
+    pub const DB_POOL: &str = "authd_db_pool_connections";
+    pub const DB_HEALTHY: &str = "authd_db_healthy";
+    pub const FEED_CHANGES: &str = "authd_change_feed_changes_total";
+    pub const FEED_RECONNECTS: &str = "authd_change_feed_connects_total";
+    pub const RATE_LIMITED: &str = "authd_rate_limited_total";
+    pub const REUSE_DETECTED: &str = "authd_token_reuse_detected_total";
+
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+    /// Installs the recorder on first use and returns its handle; `None`
+    /// if another recorder was installed first (then metrics go there).
+    pub fn handle() -> Option<&'static PrometheusHandle> {
+        HANDLE
+            .get_or_init(|| {
+                let latency = [
+                    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+                    0.25, 0.5, 1.0, 2.5, 5.0,
+                ];
+                let sizes = [
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                ];
+                PrometheusBuilder::new()
+                    .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
+                    .and_then(|b| {
+                        b.set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), &sizes)
+                    })
+                    .and_then(|b| b.install_recorder())
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// The text exposition of every metric.
+    pub fn render() -> String {
+        match handle() {
+            Some(h) => {
+                h.run_upkeep();
+                h.render()
+            }
+            None => String::new(),
+        }
+    }
+}

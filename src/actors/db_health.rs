@@ -141,6 +141,11 @@ impl Actor for DbHealthActor {
                         }
                     }
                 }
+                metrics::gauge!(crate::telemetry::metrics::DB_HEALTHY).set(if ok {
+                    1.0
+                } else {
+                    0.0
+                });
                 state.report = HealthReport {
                     database_ok: ok,
                     last_error: result.err(),

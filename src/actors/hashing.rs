@@ -102,6 +102,7 @@ impl HashPool {
         // Count ourselves as waiting; refuse if the queue is already full.
         if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue_limit {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
+            metrics::counter!(crate::telemetry::metrics::HASH_REJECTED).increment(1);
             return Err(HashError::Overloaded);
         }
         let permit = self.permits.acquire().await;

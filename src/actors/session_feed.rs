@@ -22,6 +22,7 @@ use dashmap::DashMap;
 use super::session_writer::merge_into_cache;
 use crate::domain::{now_ms, Session, SessionId};
 use crate::store::{FeedEvent, Store};
+use crate::telemetry::metrics as m;
 
 /// Changes stamped this long before our last known-good moment are read
 /// again at catch-up: tolerance for clocks of different instances.
@@ -42,12 +43,14 @@ pub fn spawn(
         while let Some(event) = feed.recv().await {
             match event {
                 FeedEvent::Changes(changes) => {
+                    metrics::counter!(m::FEED_CHANGES).increment(changes.len() as u64);
                     merge_into_cache(&cache, &changes);
                     // Notifications arrive in commit order: having this one
                     // means we had every earlier one.
                     heard_until = now_ms();
                 }
                 FeedEvent::Connected => {
+                    metrics::counter!(m::FEED_RECONNECTS).increment(1);
                     let listening_since = now_ms();
                     catch_up(
                         &*store,

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{Session, SessionChange, SessionId};
 use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
+use crate::telemetry::metrics as m;
 
 /// Submissions allowed to wait for the writer. Beyond this, submitting
 /// fails at once and the request gets 503: memory stays bounded when the
@@ -93,6 +94,7 @@ async fn run(
         collect(&mut inbox, &mut batch, max_batch, max_wait).await;
 
         let writes: Vec<SessionWrite> = batch.iter().map(|s| s.write.clone()).collect();
+        let started = std::time::Instant::now();
         // A database that accepts the connection but never answers must not
         // stall every session write forever.
         let result = match tokio::time::timeout(write_timeout, store.write_sessions(&writes)).await
@@ -101,6 +103,11 @@ async fn run(
             Err(_) => Err(StoreError::Unavailable("session write timed out".into())),
         };
         tracing::debug!(writes = writes.len(), ok = result.is_ok(), "session batch");
+        metrics::histogram!(m::BATCH_SIZE).record(writes.len() as f64);
+        metrics::histogram!(m::BATCH_DURATION).record(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            metrics::counter!(m::BATCH_FAILURES).increment(1);
+        }
         if let Ok(done) = &result {
             merge_into_cache(&cache, &done.changes);
         }

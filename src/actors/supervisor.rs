@@ -233,6 +233,8 @@ impl SupervisorState {
             .counter(kind)
             .fetch_add(1, Ordering::Relaxed)
             + 1;
+        metrics::counter!(crate::telemetry::metrics::ACTOR_RESTARTS, "actor" => kind.name())
+            .increment(1);
         if in_window > self.args.restart_limit {
             tracing::error!(
                 event = "supervisor_gave_up",

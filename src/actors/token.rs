@@ -397,7 +397,9 @@ impl TokenState {
                         let _ = reply.send(sign(&self.deps.keys.codec(), &session));
                     }
                     RefreshDecision::Reuse => {
+                        metrics::counter!(crate::telemetry::metrics::REUSE_DETECTED).increment(1);
                         tracing::warn!(
+                            event = "token_reuse_detected",
                             session_id = %session.id,
                             user_id = %session.user_id,
                             presented_generation = claims.generation,

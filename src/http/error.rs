@@ -40,6 +40,8 @@ pub enum ApiError {
     Token(TokenFailure),
     #[error("an account with this e-mail address already exists")]
     EmailTaken,
+    #[error("too many attempts; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("service temporarily unavailable: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -90,6 +92,7 @@ impl ApiError {
                 StatusCode::UNAUTHORIZED
             }
             ApiError::EmailTaken => StatusCode::CONFLICT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,6 +114,7 @@ impl ApiError {
             ApiError::Token(TokenFailure::Reused) => "token_reused",
             ApiError::Token(_) => "invalid_token",
             ApiError::EmailTaken => "email_taken",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unavailable(_) => "service_unavailable",
             ApiError::Internal(_) => "internal_error",
         }
@@ -138,8 +142,14 @@ impl ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        match &self {
+            ApiError::Unavailable(_) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited { retry_after_secs } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            _ => {}
         }
         response
     }

@@ -12,11 +12,13 @@
 //! | `GET /auth/authorize-token` (JSON body or Bearer) | [`authorize_token`] | `TokenHandle::authorize` |
 //! | `GET /health` | [`health`] | `HealthHandle::status` |
 //! | `GET /.well-known/jwks.json` | [`jwks`] | `TokenHandle::jwks` (no actor call) |
+//! | `GET /metrics` | [`metrics`] | none: Prometheus text from the recorder |
+//! | `GET /openapi.json` | [`openapi`] | none: the static OpenAPI document |
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::AUTHORIZATION;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
@@ -24,13 +26,34 @@ use super::json::{
     json_response, read_json, CredentialsBody, RevokeBody, TokenBody, TokenResponse,
 };
 use super::ApiError;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::rate_limit::RateLimits;
+use crate::actors::hashing::HashPool;
 use crate::actors::Services;
-use crate::domain::{Email, Password};
+use crate::domain::{Email, Password, Session, SessionId};
+use crate::store::Store;
+use crate::telemetry::metrics as m;
 
 /// What every handler can reach.
 pub struct AppContext {
     pub services: Services,
     pub max_body_bytes: usize,
+    /// `None` when rate limiting is off.
+    pub rate_limits: Option<Arc<RateLimits>>,
+    /// What `/metrics` reads at scrape time.
+    pub gauges: ScrapeGauges,
+}
+
+/// Sources of the gauges that are read when `/metrics` is scraped rather
+/// than updated on every change.
+pub struct ScrapeGauges {
+    pub cache: Arc<DashMap<SessionId, Session>>,
+    pub hasher: Arc<HashPool>,
+    pub store: Arc<dyn Store>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +66,8 @@ pub enum Endpoint {
     AuthorizeToken,
     Health,
     Jwks,
+    Metrics,
+    OpenApi,
 }
 
 impl Endpoint {
@@ -57,6 +82,8 @@ impl Endpoint {
             Endpoint::AuthorizeToken => "authorize_token",
             Endpoint::Health => "health",
             Endpoint::Jwks => "jwks",
+            Endpoint::Metrics => "metrics",
+            Endpoint::OpenApi => "openapi",
         }
     }
 }
@@ -75,6 +102,8 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
         "/auth/authorize-token" => (Method::GET, Endpoint::AuthorizeToken),
         "/health" => (Method::GET, Endpoint::Health),
         "/.well-known/jwks.json" => (Method::GET, Endpoint::Jwks),
+        "/metrics" => (Method::GET, Endpoint::Metrics),
+        "/openapi.json" => (Method::GET, Endpoint::OpenApi),
         _ => return Err(ApiError::NotFound),
     };
     if *method == allowed {
@@ -87,33 +116,52 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
 pub async fn dispatch(
     endpoint: Endpoint,
     request: Request<Incoming>,
+    peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     match endpoint {
-        Endpoint::SignUp => sign_up(request, ctx).await,
-        Endpoint::SignIn => sign_in(request, ctx).await,
+        Endpoint::SignUp => sign_up(request, peer, ctx).await,
+        Endpoint::SignIn => sign_in(request, peer, ctx).await,
         Endpoint::Refresh => refresh(request, ctx).await,
         Endpoint::Revoke => revoke(request, ctx).await,
         Endpoint::Authorize => authorize(request, ctx).await,
         Endpoint::AuthorizeToken => authorize_token(request, ctx).await,
         Endpoint::Health => health(ctx).await,
         Endpoint::Jwks => Ok(jwks(ctx)),
+        Endpoint::Metrics => Ok(metrics(ctx)),
+        Endpoint::OpenApi => Ok(openapi()),
     }
 }
 
+/// Parses `{"email","password"}` and counts the attempt against the rate
+/// limits of the client address and the account.
 async fn credentials(
     request: Request<Incoming>,
+    peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<(Email, Password), ApiError> {
     let body: CredentialsBody = read_json(request, ctx.max_body_bytes).await?;
-    Ok((Email::parse(&body.email)?, Password::parse(body.password)?))
+    let email = Email::parse(&body.email)?;
+    let password = Password::parse(body.password)?;
+    if let Some(limits) = &ctx.rate_limits {
+        limits.check(peer, &email).map_err(|limited| {
+            ::metrics::counter!(m::RATE_LIMITED).increment(1);
+            ApiError::RateLimited {
+                // Round up: "retry in 0 s" would invite an immediate retry.
+                retry_after_secs: limited.retry_after.as_secs()
+                    + u64::from(limited.retry_after.subsec_nanos() > 0),
+            }
+        })?;
+    }
+    Ok((email, password))
 }
 
 pub async fn sign_up(
     request: Request<Incoming>,
+    peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (email, password) = credentials(request, ctx).await?;
+    let (email, password) = credentials(request, peer, ctx).await?;
     let issued = ctx.services.users.sign_up(email, password).await?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -123,9 +171,10 @@ pub async fn sign_up(
 
 pub async fn sign_in(
     request: Request<Incoming>,
+    peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (email, password) = credentials(request, ctx).await?;
+    let (email, password) = credentials(request, peer, ctx).await?;
     let issued = ctx.services.users.sign_in(email, password).await?;
     Ok(json_response(StatusCode::OK, &TokenResponse::from(issued)))
 }
@@ -212,6 +261,36 @@ pub async fn health(ctx: &AppContext) -> Result<Response<Full<Bytes>>, ApiError>
 /// with HS256: a shared secret is never published.
 pub fn jwks(ctx: &AppContext) -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, &ctx.services.tokens.jwks())
+}
+
+/// The OpenAPI 3 description of this API (`src/http/openapi.json`, checked
+/// against the live server in CI by schemathesis).
+pub fn openapi() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(
+        include_str!("openapi.json").as_bytes(),
+    )));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Prometheus text exposition. Gauges that are cheap to read are read now.
+pub fn metrics(ctx: &AppContext) -> Response<Full<Bytes>> {
+    let g = &ctx.gauges;
+    ::metrics::gauge!(m::CACHE_SESSIONS).set(g.cache.len() as f64);
+    ::metrics::gauge!(m::HASH_QUEUE).set(g.hasher.queue_depth() as f64);
+    if let Some(pool) = g.store.pool_status() {
+        ::metrics::gauge!(m::DB_POOL, "state" => "open").set(pool.size as f64);
+        ::metrics::gauge!(m::DB_POOL, "state" => "idle").set(pool.available as f64);
+        ::metrics::gauge!(m::DB_POOL, "state" => "waiting").set(pool.waiting as f64);
+    }
+    let mut response = Response::new(Full::new(Bytes::from(m::render())));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.

@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::routes::{dispatch, route, AppContext};
+use crate::telemetry::metrics as m;
 
 pub struct ServerLimits {
     pub header_read_timeout: Duration,
@@ -122,10 +123,15 @@ async fn handle(
     let span = tracing::info_span!("request", request_id = id, route = label);
     let mut response = async {
         let result = match endpoint {
-            Ok(endpoint) => dispatch(endpoint, request, ctx).await,
+            Ok(endpoint) => dispatch(endpoint, request, peer.ip(), ctx).await,
             Err(e) => Err(e),
         };
         let response = result.unwrap_or_else(|e| e.into_response());
+        let status = response.status().as_u16();
+        ::metrics::counter!(m::HTTP_REQUESTS, "route" => label, "status" => status_label(status))
+            .increment(1);
+        ::metrics::histogram!(m::HTTP_DURATION, "route" => label)
+            .record(started.elapsed().as_secs_f64());
         tracing::debug!(
             %method,
             %peer,
@@ -141,4 +147,24 @@ async fn handle(
         response.headers_mut().insert("x-request-id", value);
     }
     response
+}
+
+/// Status codes as static labels (metrics labels want `&'static str`).
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        201 => "201",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        405 => "405",
+        409 => "409",
+        413 => "413",
+        415 => "415",
+        422 => "422",
+        429 => "429",
+        500 => "500",
+        503 => "503",
+        _ => "other",
+    }
 }

@@ -81,6 +81,17 @@ pub struct BatchOutcome {
     pub changes: Vec<SessionChange>,
 }
 
+/// A snapshot of a connection pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open (in use or idle).
+    pub size: usize,
+    /// Idle connections ready for use.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
 /// What the change feed delivers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedEvent {
@@ -168,6 +179,11 @@ pub trait Store: Send + Sync + 'static {
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+
+    /// Connection-pool state for metrics, if the backend pools.
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
 
     /// Returns the stored HS256 secret, storing `candidate` first if none is
     /// stored yet (so every instance and every restart agree on one secret).

@@ -38,8 +38,14 @@ async fn signup_and_signin(backend: Backend) {
 
     // Sign-in works with any spelling of the address and starts a new
     // session of the same user.
-    let second = app.signin("alice.smith@example.com", PASSWORD).await.token(200);
-    let third = app.signin("Alice.Smith@Example.COM", PASSWORD).await.token(200);
+    let second = app
+        .signin("alice.smith@example.com", PASSWORD)
+        .await
+        .token(200);
+    let third = app
+        .signin("Alice.Smith@Example.COM", PASSWORD)
+        .await
+        .token(200);
     let a = app.authorized(&first).await;
     let b = app.authorized(&second).await;
     let c = app.authorized(&third).await;
@@ -105,7 +111,12 @@ async fn invalid_fields_are_422(backend: Backend) {
     let too_long_wide = "é".repeat(513); // 513 characters, 1026 bytes
     for bad in [seven, &seven_wide, &too_long, &too_long_wide] {
         let reply = app.signup("erin@example.com", bad).await;
-        assert_eq!(reply.status, 422, "password of {} bytes: {reply:?}", bad.len());
+        assert_eq!(
+            reply.status,
+            422,
+            "password of {} bytes: {reply:?}",
+            bad.len()
+        );
         reply.error(422, "invalid_request");
     }
     // Nothing was created by the refused attempts.
@@ -151,7 +162,11 @@ async fn malformed_and_mistyped_bodies(backend: Backend) {
         return;
     };
     for path in ["/signup", "/signin", "/refresh", "/revoke"] {
-        for raw in ["{\"email\": ", "not json at all", "{\"email\": \"a@b.co\",}"] {
+        for raw in [
+            "{\"email\": ",
+            "not json at all",
+            "{\"email\": \"a@b.co\",}",
+        ] {
             let reply = app
                 .send(
                     app.request(Method::POST, path)

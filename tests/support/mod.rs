@@ -187,8 +187,8 @@ impl Drop for TestDb {
                 };
                 tokio::spawn(connection);
                 let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                let _ = tokio::time::timeout(Duration::from_secs(10), client.batch_execute(&sql))
-                    .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), client.batch_execute(&sql)).await;
             });
         });
         let _ = dropper.join();
@@ -202,7 +202,10 @@ fn base_vars(db: &TestDb) -> HashMap<String, String> {
         ("AUTHD_BIND", "127.0.0.1:0".to_owned()),
         ("SECRET_KEY", SECRET_KEY.to_owned()),
         ("DATABASE_URL", db.url.clone()),
-        ("AUTHD_DATA_DIR", db.dir().join("data").display().to_string()),
+        (
+            "AUTHD_DATA_DIR",
+            db.dir().join("data").display().to_string(),
+        ),
         ("AUTHD_ARGON2_M_KIB", "1024".to_owned()),
         ("AUTHD_ARGON2_T", "1".to_owned()),
         ("AUTHD_DB_POOL_SIZE", "8".to_owned()),
@@ -339,9 +342,7 @@ impl Reply {
         assert_eq!(self.status, status, "unexpected answer: {self:?}");
         assert_eq!(self.body["error"], code, "unexpected error code: {self:?}");
         assert!(
-            self.body["message"]
-                .as_str()
-                .is_some_and(|m| !m.is_empty()),
+            self.body["message"].as_str().is_some_and(|m| !m.is_empty()),
             "error without a message: {self:?}"
         );
         assert!(self.is_json(), "error body is not JSON: {self:?}");
@@ -384,8 +385,7 @@ impl Reply {
         let id = self.body["session_id"]
             .as_str()
             .unwrap_or_else(|| panic!("no session_id in {self:?}"));
-        uuid::Uuid::parse_str(id)
-            .unwrap_or_else(|_| panic!("session_id is not a UUID: {self:?}"));
+        uuid::Uuid::parse_str(id).unwrap_or_else(|_| panic!("session_id is not a UUID: {self:?}"));
         id.to_owned()
     }
 }
@@ -518,9 +518,11 @@ impl Api {
 
     /// Asserts that `token` neither authorizes nor refreshes.
     pub async fn refused(&self, token: &str) {
-        self.authorize(token)
-            .await
-            .unauthorized(&["invalid_token", "token_revoked", "token_expired"]);
+        self.authorize(token).await.unauthorized(&[
+            "invalid_token",
+            "token_revoked",
+            "token_expired",
+        ]);
         self.refresh(token)
             .await
             .unauthorized(&["invalid_token", "token_revoked", "token_reused"]);
