@@ -89,6 +89,7 @@ impl Application {
             batch_max_wait: Duration::from_micros(settings.batch_max_wait_us),
             db_timeout: settings.db_timeout(),
             prune_interval: Duration::from_secs(settings.prune_interval_secs.max(1)),
+            writer_tasks: std::sync::Mutex::new(Vec::new()),
         });
         let cache = Arc::clone(&token_deps.cache);
         let feed = session_feed::spawn(

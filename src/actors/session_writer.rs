@@ -54,9 +54,9 @@ impl SessionWriter {
         max_batch: usize,
         max_wait: Duration,
         write_timeout: Duration,
-    ) -> Self {
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, inbox) = mpsc::channel(QUEUE_CAPACITY);
-        tokio::spawn(run(
+        let task = tokio::spawn(run(
             store,
             cache,
             inbox,
@@ -64,7 +64,7 @@ impl SessionWriter {
             max_wait,
             write_timeout,
         ));
-        SessionWriter { queue }
+        (SessionWriter { queue }, task)
     }
 
     /// Queues a write; the receiver yields its outcome once durable.

@@ -276,6 +276,7 @@ fn backoff(failures_in_window: usize) -> Duration {
 /// The running actor system.
 pub struct ActorSystem {
     pub services: Services,
+    token_deps: Arc<TokenDeps>,
     supervisor: ActorRef<SupervisorMsg>,
     supervisor_done: tokio::task::JoinHandle<()>,
 }
@@ -304,6 +305,7 @@ impl ActorSystem {
             restart_limit,
             restart_window,
         };
+        let shared_token_deps = Arc::clone(&args.token_deps);
         let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args).await?;
         Ok(ActorSystem {
             services: Services {
@@ -312,6 +314,7 @@ impl ActorSystem {
                 health: HealthHandle::new(health_slot),
                 restarts,
             },
+            token_deps: shared_token_deps,
             supervisor,
             supervisor_done,
         })
@@ -324,7 +327,7 @@ impl ActorSystem {
     }
 
     /// Stops the children after they finish what is in their mailboxes,
-    /// then the supervisor.
+    /// then the supervisor, then waits for the session writers to flush.
     pub async fn shutdown(self, timeout: Duration) {
         self.supervisor
             .get_cell()
@@ -332,6 +335,7 @@ impl ActorSystem {
             .await;
         self.supervisor.stop(None);
         let _ = self.supervisor_done.await;
+        self.token_deps.flush_writers(timeout).await;
     }
 }
 

@@ -163,6 +163,31 @@ pub struct TokenDeps {
     pub db_timeout: Duration,
     /// How often expired sessions leave the cache and the database.
     pub prune_interval: Duration,
+    /// The writer tasks of every incarnation of the actor, so shutdown can
+    /// wait until each has flushed what it was given.
+    pub writer_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl TokenDeps {
+    /// Waits (up to `limit`) for every session writer to finish: a writer
+    /// exits once its actor is gone and its queue is written.
+    pub async fn flush_writers(&self, limit: Duration) {
+        let tasks = match self.writer_tasks.lock() {
+            Ok(mut tasks) => std::mem::take(&mut *tasks),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        let all = async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        };
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!(
+                event = "flush_timeout",
+                "session writers did not finish in time"
+            );
+        }
+    }
 }
 
 /// How the HTTP layer and `UserActor` talk to `TokenActor`. Token signatures
@@ -254,13 +279,17 @@ impl Actor for TokenActor {
         myself: ActorRef<TokenMsg>,
         deps: Arc<TokenDeps>,
     ) -> Result<TokenState, ActorProcessingErr> {
-        let writer = SessionWriter::spawn(
+        let (writer, task) = SessionWriter::spawn(
             Arc::clone(&deps.store),
             Arc::clone(&deps.cache),
             deps.batch_max_size,
             deps.batch_max_wait,
             deps.db_timeout,
         );
+        if let Ok(mut tasks) = deps.writer_tasks.lock() {
+            tasks.retain(|t| !t.is_finished());
+            tasks.push(task);
+        }
         myself.send_interval(deps.prune_interval, || TokenMsg::Prune);
         Ok(TokenState {
             deps,

@@ -196,7 +196,7 @@ impl Drop for TestDb {
 }
 
 /// The environment every test app starts from: an ephemeral port, a known
-/// key, cheap argon2 parameters, and the test's database.
+/// key, cheap argon2 parameters, no rate limits, and the test's database.
 fn base_vars(db: &TestDb) -> HashMap<String, String> {
     [
         ("AUTHD_BIND", "127.0.0.1:0".to_owned()),
@@ -209,6 +209,9 @@ fn base_vars(db: &TestDb) -> HashMap<String, String> {
         ("AUTHD_ARGON2_M_KIB", "1024".to_owned()),
         ("AUTHD_ARGON2_T", "1".to_owned()),
         ("AUTHD_DB_POOL_SIZE", "8".to_owned()),
+        // Tests sign in far more often than a person; the limits have a
+        // test of their own.
+        ("AUTHD_RATE_LIMIT_ENABLED", "false".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
