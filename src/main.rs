@@ -25,6 +25,14 @@ enum Command {
     Serve,
     /// Print the effective configuration, secrets masked, and exit.
     CheckConfig,
+    /// Time argon2id hashing with the configured parameters on one thread
+    /// and print the hash-bound sign-in limit (hashing threads / one hash's
+    /// time) as a JSON line. Used by the benchmark script.
+    HashCost {
+        /// Hashes to time.
+        #[arg(long, default_value_t = 20)]
+        rounds: u32,
+    },
     /// Manage the Ed25519 signing keys stored in the database.
     Keys {
         #[command(subcommand)]
@@ -61,7 +69,42 @@ fn main() -> ExitCode {
         }
         Command::Serve => serve(settings),
         Command::Keys { action } => keys(settings, action),
+        Command::HashCost { rounds } => hash_cost(&settings, rounds),
     }
+}
+
+fn hash_cost(settings: &Settings, rounds: u32) -> ExitCode {
+    use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+    let params = match Params::new(
+        settings.argon2_m_kib,
+        settings.argon2_t,
+        settings.argon2_p,
+        None,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("authd: argon2 parameters: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let rounds = rounds.max(1);
+    let started = std::time::Instant::now();
+    for i in 0..rounds {
+        if let Err(e) = argon.hash_password(format!("benchmark-password-{i}").as_bytes()) {
+            eprintln!("authd: hashing failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let per_hash = started.elapsed().as_secs_f64() / f64::from(rounds);
+    let threads = settings.hash_threads();
+    println!(
+        "{{\"hash_ms\":{:.3},\"hash_threads\":{},\"hash_bound_per_s\":{:.1}}}",
+        per_hash * 1000.0,
+        threads,
+        threads as f64 / per_hash
+    );
+    ExitCode::SUCCESS
 }
 
 fn keys(settings: Settings, action: KeysAction) -> ExitCode {

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""Benchmark authd with its own load generator (`authload`) and print, or
+write into README.md, a table of the results.
+
+    python3 .ci/bench.py [--duration 10] [--connections 64] [--stores postgres,sqlite]
+                         [--write-readme] [--smoke]
+
+For each store it starts a fresh release server (PostgreSQL: a new database
+on 127.0.0.1:5432; SQLite: a temporary directory) with rate limits off and
+the default (OWASP) argon2 parameters, then runs every scenario of
+`authload` in turn against it, plus a "storm" run (refresh measured while a
+second `authload` saturates sign-in hashing). It also records idle resident
+memory, the hash-bound sign-in limit (`authd hash-cost`: hashing threads
+divided by one hash's time, measured in the same run) and the error counts.
+
+Figures are only comparable within one run on one machine: the load
+generator shares the CPU with the server. `--smoke` runs every scenario for
+two seconds at eight connections and only checks that nothing but the
+intended statuses came back (CI uses it; it asserts no speed).
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCENARIOS = ["health", "authorize", "refresh", "revoke", "mixed", "signin", "signup"]
+SECRET = "benchmark-secret-benchmark-secret-0123456789"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def wait_healthy(base, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError("authd did not become healthy")
+
+
+class Server:
+    def __init__(self, store, extra_env=None):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.tmp = tempfile.mkdtemp(prefix="authd-bench-")
+        env = dict(os.environ)
+        env.update(
+            {
+                "AUTHD_BIND": f"127.0.0.1:{self.port}",
+                "SECRET_KEY": SECRET,
+                "AUTHD_RATE_LIMIT_ENABLED": "false",
+                "AUTHD_LOG_LEVEL": "warn",
+            }
+        )
+        if store == "postgres":
+            self.db = "authd_bench_" + uuid.uuid4().hex[:12]
+            env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{self.db}"
+        else:
+            self.db = None
+            env["DATABASE_URL"] = f"sqlite://{self.tmp}/authd.db"
+        env.update(extra_env or {})
+        self.env = env
+        self.log = open(os.path.join(self.tmp, "server.log"), "w")
+        self.proc = subprocess.Popen(
+            [os.path.join(ROOT, "target/release/authd")], env=env, stdout=self.log, stderr=self.log
+        )
+        wait_healthy(self.base)
+        time.sleep(0.5)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.db:
+            subprocess.run(
+                ["psql", "-h", "127.0.0.1", "-U", "postgres", "-qc", f"DROP DATABASE IF EXISTS {self.db}"],
+                capture_output=True,
+            )
+
+
+def authload(base, scenario, connections, duration, warmup, background=False):
+    cmd = [
+        os.path.join(ROOT, "target/release/authload"),
+        "--url", base, "--scenario", scenario,
+        "--connections", str(connections),
+        "--duration", f"{duration}s", "--warmup", f"{warmup}s", "--json",
+    ]
+    if background:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    return parse(out.stdout, scenario, out.returncode, out.stderr)
+
+
+def parse(stdout, scenario, code, stderr=""):
+    lines = [l for l in stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"authload {scenario} failed ({code}): {stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def hash_cost(env):
+    out = subprocess.run(
+        [os.path.join(ROOT, "target/release/authd"), "hash-cost", "--rounds", "20"],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_store(store, args):
+    server = Server(store)
+    results = {"idle_rss_mib": rss_kib(server.proc.pid) / 1024}
+    try:
+        results["hash"] = hash_cost(server.env)
+        for scenario in SCENARIOS:
+            results[scenario] = authload(server.base, scenario, args.connections, args.duration, args.warmup)
+            print(f"  {store:8} {scenario:9} {results[scenario]['rps']:>10.0f} req/s  "
+                  f"p99 {results[scenario]['p99_ms']:.2f} ms  errors {results[scenario]['errors']}",
+                  file=sys.stderr)
+        # Sign-in storm: refresh measured while another client saturates hashing.
+        storm = authload(server.base, "signin", args.connections, args.duration + args.warmup + 2, 0,
+                         background=True)
+        time.sleep(1)
+        results["refresh_storm"] = authload(server.base, "refresh", args.connections, args.duration, args.warmup)
+        out, _ = storm.communicate()
+        results["storm_signin"] = parse(out, "signin", storm.returncode)
+        results["loaded_rss_mib"] = rss_kib(server.proc.pid) / 1024
+    finally:
+        server.stop()
+    return results
+
+
+def smoke(args):
+    """Every scenario briefly, against SQLite: only the intended statuses."""
+    server = Server("sqlite", {"AUTHD_ARGON2_M_KIB": "1024", "AUTHD_ARGON2_T": "1"})
+    failed = False
+    try:
+        for scenario in SCENARIOS:
+            r = authload(server.base, scenario, 8, 2, 1)
+            print(f"smoke {scenario:9} {r['rps']:>9.0f} req/s errors={r['errors']}")
+            failed |= bool(r["errors"]) or r["requests"] == 0
+    finally:
+        server.stop()
+    return 1 if failed else 0
+
+
+def table(all_results, args):
+    lines = []
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"model name\s*:\s*(.*)", f.read())
+            cpu = m.group(1) if m else cpu
+    except OSError:
+        pass
+    lines.append(
+        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores ({cpu}), {platform.system()} "
+        f"{platform.release()}; server, PostgreSQL and load generator on the same machine; "
+        f"{args.connections} keep-alive connections, {args.warmup} s warm-up + {args.duration} s per "
+        f"scenario; release build, rate limits off, default settings otherwise (argon2id m=19456 t=2 p=1, "
+        f"batch_max_size 512, batch_max_wait_us 0)."
+    )
+    lines.append("")
+    stores = list(all_results)
+    header = "| scenario | " + " | ".join(f"{s} req/s | {s} p50 / p99 / p99.9 ms | {s} errors" for s in stores) + " |"
+    lines.append(header)
+    lines.append("|" + " --- |" * (1 + 3 * len(stores)))
+    for scenario in SCENARIOS + ["refresh_storm"]:
+        row = [scenario.replace("_storm", " during sign-in storm")]
+        for s in stores:
+            r = all_results[s][scenario]
+            errs = ", ".join(f"{k}: {v}" for k, v in sorted(r["errors"].items())) or "0"
+            row += [f"{r['rps']:.0f}", f"{r['p50_ms']:.2f} / {r['p99_ms']:.2f} / {r['p999_ms']:.2f}", errs]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    lines.append("| ratio / figure | " + " | ".join(stores) + " |")
+    lines.append("| --- |" + " --- |" * len(stores))
+
+    def ratio_row(name, fn):
+        lines.append(f"| {name} | " + " | ".join(fn(all_results[s]) for s in stores) + " |")
+
+    ratio_row("refresh / health throughput", lambda r: f"{r['refresh']['rps'] / r['health']['rps']:.0%}")
+    ratio_row("revoke / health throughput", lambda r: f"{r['revoke']['rps'] / r['health']['rps']:.0%}")
+    ratio_row("authorize / health throughput", lambda r: f"{r['authorize']['rps'] / r['health']['rps']:.0%}")
+    ratio_row("one argon2 hash (ms), hashing threads",
+              lambda r: f"{r['hash']['hash_ms']:.1f}, {r['hash']['hash_threads']}")
+    ratio_row("signin / hash-bound limit",
+              lambda r: f"{r['signin']['rps']:.0f} / {r['hash']['hash_bound_per_s']:.0f} = "
+                        f"{r['signin']['rps'] / r['hash']['hash_bound_per_s']:.0%}")
+    ratio_row("signup / hash-bound limit",
+              lambda r: f"{r['signup']['rps']:.0f} / {r['hash']['hash_bound_per_s']:.0f} = "
+                        f"{r['signup']['rps'] / r['hash']['hash_bound_per_s']:.0%}")
+    ratio_row("refresh p99 during storm / without",
+              lambda r: f"{r['refresh_storm']['p99_ms']:.2f} / {r['refresh']['p99_ms']:.2f} ms = "
+                        f"{r['refresh_storm']['p99_ms'] / max(r['refresh']['p99_ms'], 1e-9):.1f}x")
+    ratio_row("idle / loaded resident memory (MiB)",
+              lambda r: f"{r['idle_rss_mib']:.1f} / {r['loaded_rss_mib']:.1f}")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--duration", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--stores", default="postgres,sqlite")
+    p.add_argument("--write-readme", action="store_true")
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--no-build", action="store_true")
+    args = p.parse_args()
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--bins"], cwd=ROOT, check=True)
+    if args.smoke:
+        sys.exit(smoke(args))
+    results = {s: bench_store(s, args) for s in args.stores.split(",")}
+    text = table(results, args)
+    print(text)
+    with open(os.path.join(tempfile.gettempdir(), "authd-bench.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    if args.write_readme:
+        path = os.path.join(ROOT, "README.md")
+        readme = open(path).read()
+        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+        if start in readme and end in readme:
+            before, rest = readme.split(start, 1)
+            _, after = rest.split(end, 1)
+            readme = before + start + "\n" + text + "\n" + end + after
+            open(path, "w").write(readme)
+            print("README.md updated", file=sys.stderr)
+        else:
+            print("README.md has no bench markers; not written", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
