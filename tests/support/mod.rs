@@ -108,7 +108,6 @@ pub async fn postgres_available() -> bool {
 /// when the last handle goes). The temporary directory exists for both
 /// backends and also holds `AUTHD_DATA_DIR` and child-process logs.
 pub struct TestDb {
-    pub backend: Backend,
     /// The `DATABASE_URL` of this database.
     pub url: String,
     dir: TempDir,
@@ -137,7 +136,6 @@ impl TestDb {
             }
         };
         Some(Arc::new(TestDb {
-            backend,
             url,
             dir,
             pg_name,

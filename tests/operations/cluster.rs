@@ -1,0 +1,139 @@
+//! Several authd instances on one PostgreSQL: revocations reach every
+//! instance within a second, concurrent refreshes of one token on two
+//! instances produce one successor, an instance that lost its listener
+//! catches up, and "log out everywhere" works across instances.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::support::{email, wait_for, Backend, TcpProxy, TestApp, TestDb};
+
+/// Three instances on one fresh PostgreSQL database (`None`: skipped).
+async fn cluster(n: usize) -> Option<(Arc<TestDb>, Vec<TestApp>)> {
+    let db = TestDb::create(Backend::Postgres).await?;
+    let mut apps = Vec::new();
+    for _ in 0..n {
+        apps.push(TestApp::spawn_on(Arc::clone(&db), &[]).await);
+    }
+    Some((db, apps))
+}
+
+/// Waits until `token` is refused by `app`'s /authorize; returns how long.
+async fn refused_within(app: &TestApp, token: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    wait_for("the token to be refused", limit, || async {
+        (app.authorize(token).await.status == 401).then_some(())
+    })
+    .await;
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_reaches_every_instance_within_a_second() {
+    let Some((_db, apps)) = cluster(3).await else {
+        return;
+    };
+    let (a, b, c) = (&apps[0], &apps[1], &apps[2]);
+    let token = a.signed_up(&email()).await;
+    // B and C cache the session.
+    b.authorized(&token).await;
+    c.authorized(&token).await;
+    a.revoke(&token).await;
+    for other in [b, c] {
+        let took = refused_within(other, &token, Duration::from_secs(1)).await;
+        assert!(took < Duration::from_secs(1), "took {took:?}");
+        other.refresh(&token).await.unauthorized(&["token_revoked"]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_refresh_on_two_instances_yields_one_successor() {
+    let Some((_db, apps)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (&apps[0], &apps[1]);
+    for _ in 0..5 {
+        let token = a.signed_up(&email()).await;
+        b.authorized(&token).await;
+        let (on_a, on_b) = tokio::join!(a.refresh(&token), b.refresh(&token));
+        let tokens: Vec<String> = [on_a, on_b]
+            .iter()
+            .filter(|r| r.status == 200)
+            .map(|r| r.token(200))
+            .collect();
+        assert!(!tokens.is_empty(), "at least one refresh succeeds");
+        assert!(
+            tokens.iter().all(|t| *t == tokens[0]),
+            "two different successors: {tokens:?}"
+        );
+        let successor = &tokens[0];
+        a.authorized(successor).await;
+        b.authorized(successor).await;
+        refused_within(a, &token, Duration::from_secs(1)).await;
+        refused_within(b, &token, Duration::from_secs(1)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_that_lost_its_listener_catches_up() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let a = TestApp::spawn_on(Arc::clone(&db), &[]).await;
+    // B reaches PostgreSQL through a proxy we can cut.
+    let mut proxy = TcpProxy::to_postgres().await;
+    let url = db.url_via(proxy.addr);
+    let b = TestApp::spawn_on(
+        Arc::clone(&db),
+        &[("DATABASE_URL", url.as_str()), ("AUTHD_DB_TIMEOUT_MS", "500")],
+    )
+    .await;
+    let token = a.signed_up(&email()).await;
+    b.authorized(&token).await;
+
+    // B goes deaf: its listener (and every other connection) drops.
+    proxy.stop().await;
+    a.revoke(&token).await;
+    // The notification was lost for B; its cache still says "live".
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.authorize(&token).await.status, 200);
+    proxy.start().await;
+    // After reconnecting, B reads what it missed.
+    refused_within(&b, &token, Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_everywhere_across_instances() {
+    let Some((_db, apps)) = cluster(3).await else {
+        return;
+    };
+    let (a, b, c) = (&apps[0], &apps[1], &apps[2]);
+    let user = email();
+    let first = a.signed_up(&user).await;
+    let second = a.signed_in(&user).await;
+    let third = b.signed_in(&user).await;
+    let bystander = c.signed_up(&email()).await;
+    for app in [a, b, c] {
+        for token in [&first, &second, &third] {
+            app.authorized(token).await;
+        }
+    }
+    let reply = b
+        .post_json("/revoke", &json!({ "access_token": third, "scope": "all" }))
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    for app in [a, b, c] {
+        for token in [&first, &second, &third] {
+            refused_within(app, token, Duration::from_secs(1)).await;
+        }
+    }
+    // Other users are untouched.
+    a.authorized(&bystander).await;
+    // An unknown scope is a client error.
+    let reply = a
+        .post_json("/revoke", &json!({ "access_token": bystander, "scope": "galaxy" }))
+        .await;
+    reply.error(422, "invalid_request");
+}
