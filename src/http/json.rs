@@ -104,12 +104,21 @@ pub async fn read_json<T: DeserializeOwned>(
 }
 
 /// Decodes a JSON body: syntax errors are 400, a valid document of the
-/// wrong shape (missing field, wrong type) is 422.
+/// wrong shape (not an object, missing field, wrong type) is 422.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
+    let value: T = serde_json::from_slice(body).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
         _ => ApiError::MalformedJson(e.to_string()),
-    })
+    })?;
+    // serde's derived structs also accept a JSON array of the fields in
+    // order; our bodies are objects, so refuse anything else.
+    let first = body.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(ApiError::InvalidBody(
+            "the body must be a JSON object".into(),
+        ));
+    }
+    Ok(value)
 }
 
 /// JSON bodies must say so, or say nothing (many clients omit the header).
@@ -169,5 +178,7 @@ mod tests {
             ApiError::MalformedJson(_) | ApiError::InvalidBody(_)
         ));
         assert!(decode::<TokenBody>(b"{\"access_token\": \"a\", \"extra\": 1}").is_ok());
+        let array = decode::<CredentialsBody>(b"[\"a@b.co\", \"password1\"]").unwrap_err();
+        assert!(matches!(array, ApiError::InvalidBody(_)));
     }
 }

@@ -21,17 +21,31 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../sql/postgres/0001_init.sql"),
-}];
+pub const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../sql/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "change_feed_and_signing_keys",
+        sql: include_str!("../../sql/postgres/0002_change_feed_and_signing_keys.sql"),
+    },
+];
 
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../sql/sqlite/0001_init.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../sql/sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "change_feed_and_signing_keys",
+        sql: include_str!("../../sql/sqlite/0002_change_feed_and_signing_keys.sql"),
+    },
+];
 
 /// Key of the PostgreSQL advisory lock serialising migrators ("authd_mg").
 const PG_LOCK_KEY: i64 = 0x6175_7468_645f_6d67;

@@ -20,22 +20,55 @@
 //!   Rotations are conditional `UPDATE`s (generation still as expected, not
 //!   revoked), so two instances rotating the same session produce exactly
 //!   one successor; under READ COMMITTED the loser re-checks the condition
-//!   against the winner's row and updates nothing.
+//!   against the winner's row and updates nothing. "Logout everywhere"
+//!   ([`SessionWrite::RevokeUser`]) is one more statement for all the users
+//!   of the batch. Every rotation and revocation also sets
+//!   `sessions.updated_at_ms` to the write's own time (never moving it
+//!   backwards), which is what [`Store::changes_since`] reads.
+//! - Change publication: when a batch rotated or revoked sessions, the same
+//!   transaction runs `pg_notify(`[`CHANGE_CHANNEL`]`, ...)` with their final
+//!   states (taken from the `RETURNING` of the updates). PostgreSQL delivers
+//!   notifications at commit and drops them on rollback, so listeners only
+//!   ever hear of committed changes. Payloads are text lines
+//!   `"<uuid> <generation> <issued_at_ms> <0|1>"` (`encode_changes`),
+//!   split so each stays under PostgreSQL's 8000-byte limit; all the chunks
+//!   go out in one statement. (Committing a transaction that notified takes
+//!   a database-wide lock on the notification queue, so such commits
+//!   serialise; group commit keeps them to one per batch, and batches that
+//!   only create sessions do not notify.)
+//! - The change feed ([`Store::subscribe`]) listens on a dedicated
+//!   connection, not a pooled one: `LISTEN` belongs to a server session,
+//!   and the pool would hand that session to other work and recycle it at
+//!   will. A task owns the connection, drives it with `poll_message` (the
+//!   only way to see notifications) and forwards them. Notifications are
+//!   at most once: those sent while the feed was down are lost, so after
+//!   every (re)connection it first emits [`FeedEvent::Connected`] and the
+//!   consumer catches up with [`Store::changes_since`]. The connection is
+//!   otherwise idle, so it re-issues its `LISTEN` every 30 s
+//!   (`FEED_HEARTBEAT`) to notice a silently dead server within a timeout
+//!   rather than at the next TCP keepalive (hours). On loss it logs a
+//!   warning and reconnects with backoff until the receiver is dropped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Timeouts,
 };
+use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{AsyncMessage, Connection, NoTls, Row, Socket};
 use uuid::Uuid;
 
-use super::{migrations, NewUser, SessionWrite, Store, StoreError, UserRecord, WriteOutcome};
-use crate::domain::{Email, Session, SessionId, UserId};
+use super::{
+    migrations, BatchOutcome, FeedEvent, NewUser, PoolStatus, SessionWrite, SigningKeyRecord,
+    Store, StoreError, UserRecord, WriteOutcome,
+};
+use crate::domain::{Email, Session, SessionChange, SessionId, UserId};
 use crate::settings::PostgresTarget;
 
 /// Database used to create the target database.
@@ -47,6 +80,28 @@ const SETUP_TIMEOUT_FLOOR: Duration = Duration::from_secs(60);
 
 /// Name of the unique constraint on `users.email` (sql/postgres/0001).
 const EMAIL_CONSTRAINT: &str = "users_email_key";
+
+/// The `NOTIFY` channel on which committed session changes are published.
+pub const CHANGE_CHANNEL: &str = "authd_sessions";
+
+/// Every notification payload is shorter than this (PostgreSQL refuses
+/// 8000 bytes and more).
+const MAX_PAYLOAD_BYTES: usize = 7900;
+
+/// Capacity of the change feed's channel, in events.
+const FEED_CAPACITY: usize = 1024;
+/// Reconnection backoff of the change feed: from the first to the last,
+/// doubling.
+const FEED_BACKOFF_MIN: Duration = Duration::from_millis(100);
+const FEED_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How often the idle change feed connection checks the server answers.
+const FEED_HEARTBEAT: Duration = Duration::from_secs(30);
+/// `application_name` of the change feed connection (`pg_stat_activity`).
+const FEED_APPLICATION_NAME: &str = "authd-feed";
+
+/// Rows per `DELETE` of [`Store::prune_sessions`], so that pruning a large
+/// backlog neither holds many row locks nor outlives the timeout.
+const PRUNE_CHUNK: i64 = 5_000;
 
 const INSERT_USER: &str = "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)";
 const FIND_USER: &str = "SELECT id, password_hash FROM users WHERE email = $1";
@@ -66,20 +121,47 @@ const CREATE_SESSIONS: &str = "INSERT INTO sessions \
      WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.user_id) \
      ON CONFLICT (id) DO NOTHING \
      RETURNING id";
+/// The updates return the final state of what they touched (a
+/// [`SessionChange`]); the id comes first, for the outcomes.
 const ROTATE_SESSIONS: &str = "UPDATE sessions s \
-     SET generation = v.from_gen + 1, issued_at_ms = v.issued \
+     SET generation = v.from_gen + 1, issued_at_ms = v.issued, \
+       updated_at_ms = GREATEST(s.updated_at_ms, v.issued) \
      FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS v(id, from_gen, issued) \
      WHERE s.id = v.id AND s.generation = v.from_gen AND s.revoked_at_ms IS NULL \
-     RETURNING s.id";
+     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
+/// Idempotent: revoking a revoked session keeps its first revocation time
+/// and `updated_at_ms`, but still counts as applied (and as a change).
 const REVOKE_SESSIONS: &str = "UPDATE sessions s \
-     SET revoked_at_ms = COALESCE(s.revoked_at_ms, v.at) \
+     SET revoked_at_ms = COALESCE(s.revoked_at_ms, v.at), \
+       updated_at_ms = CASE WHEN s.revoked_at_ms IS NULL \
+         THEN GREATEST(s.updated_at_ms, v.at) ELSE s.updated_at_ms END \
      FROM UNNEST($1::uuid[], $2::bigint[]) AS v(id, at) \
      WHERE s.id = v.id \
-     RETURNING s.id";
+     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
+const REVOKE_USERS: &str = "UPDATE sessions s \
+     SET revoked_at_ms = v.at, updated_at_ms = GREATEST(s.updated_at_ms, v.at) \
+     FROM UNNEST($1::uuid[], $2::bigint[]) AS v(user_id, at) \
+     WHERE s.user_id = v.user_id AND s.revoked_at_ms IS NULL \
+     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
+/// One notification per payload, all in one round trip.
+const NOTIFY_CHANGES: &str = "SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p";
+const CHANGES_SINCE: &str = "SELECT id, generation, issued_at_ms, revoked_at_ms IS NOT NULL \
+     FROM sessions WHERE updated_at_ms >= $1 ORDER BY updated_at_ms, id";
+const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE id IN \
+     (SELECT id FROM sessions WHERE expires_at_ms < $1 LIMIT $2)";
+const LOAD_SIGNING_KEYS: &str = "SELECT kid, algorithm, private_key, public_key, created_at_ms \
+     FROM signing_keys ORDER BY created_at_ms, kid";
+/// A retried insert (its first attempt committed but timed out) is not an
+/// error; callers read the keys back with [`Store::signing_keys`].
+const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys \
+     (kid, algorithm, private_key, public_key, created_at_ms) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (kid) DO NOTHING";
 
 pub struct PostgresStore {
     pool: Pool,
     timeout: Duration,
+    /// The pool's connection settings, for the change feed's own connection.
+    config: tokio_postgres::Config,
 }
 
 impl PostgresStore {
@@ -105,7 +187,7 @@ impl PostgresStore {
         ensure_database(&config, &target.dbname, timeout).await?;
 
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -123,7 +205,11 @@ impl PostgresStore {
             })
             .build()
             .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
-        let store = PostgresStore { pool, timeout };
+        let store = PostgresStore {
+            pool,
+            timeout,
+            config,
+        };
 
         let setup = timeout.max(SETUP_TIMEOUT_FLOOR);
         let deadline = Instant::now() + setup;
@@ -312,18 +398,16 @@ impl Store for PostgresStore {
         row.map(|row| session_from_row(&row)).transpose()
     }
 
-    async fn write_sessions(
-        &self,
-        batch: &[SessionWrite],
-    ) -> Result<Vec<WriteOutcome>, StoreError> {
+    async fn write_sessions(&self, batch: &[SessionWrite]) -> Result<BatchOutcome, StoreError> {
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(BatchOutcome::default());
         }
         let plan = Plan::new(batch);
         let deadline = self.deadline();
         let mut client = self.client("write_sessions", deadline).await?;
         let result = timeout_at(deadline, async {
             let tx = client.transaction().await?;
+            let mut changes = ChangeSet::default();
             let mut created = Vec::new();
             if !plan.creates.ids.is_empty() {
                 let statement = tx.prepare_cached(CREATE_SESSIONS).await?;
@@ -343,6 +427,9 @@ impl Store for PostgresStore {
                     .await?;
                 created = ids(&rows)?;
             }
+            // An unreadable row (a generation beyond u32) is not a database
+            // error: hand it out through the inner result, rolling back
+            // (dropping `tx`).
             let mut rotated = Vec::with_capacity(plan.rotation_rounds.len());
             for round in &plan.rotation_rounds {
                 let statement = tx.prepare_cached(ROTATE_SESSIONS).await?;
@@ -353,6 +440,9 @@ impl Store for PostgresStore {
                     )
                     .await?;
                 rotated.push(ids(&rows)?);
+                if let Err(e) = changes.record(&rows) {
+                    return Ok(Err(e));
+                }
             }
             let mut revoked = Vec::new();
             if !plan.revokes.ids.is_empty() {
@@ -361,15 +451,147 @@ impl Store for PostgresStore {
                     .query(&statement, &[&plan.revokes.ids, &plan.revokes.at])
                     .await?;
                 revoked = ids(&rows)?;
+                if let Err(e) = changes.record(&rows) {
+                    return Ok(Err(e));
+                }
+            }
+            if !plan.user_revokes.ids.is_empty() {
+                let statement = tx.prepare_cached(REVOKE_USERS).await?;
+                let rows = tx
+                    .query(&statement, &[&plan.user_revokes.ids, &plan.user_revokes.at])
+                    .await?;
+                if let Err(e) = changes.record(&rows) {
+                    return Ok(Err(e));
+                }
+            }
+            let changes = changes.list;
+            if !changes.is_empty() {
+                // Delivered at commit, so only if the commit succeeds.
+                let payloads = encode_changes(&changes);
+                let statement = tx.prepare_cached(NOTIFY_CHANGES).await?;
+                tx.execute(&statement, &[&CHANGE_CHANNEL, &payloads])
+                    .await?;
             }
             tx.commit().await?;
-            Ok((created, rotated, revoked))
+            Ok(Ok((created, rotated, revoked, changes)))
         })
         .await;
-        let (created, rotated, revoked) = self
+        let (created, rotated, revoked, changes) = self
             .settle(client, result, self.timeout)
-            .map_err(|f| f.into_store_error("write_sessions"))?;
-        Ok(plan.outcomes(batch, &created, &rotated, &revoked))
+            .map_err(|f| f.into_store_error("write_sessions"))??;
+        Ok(BatchOutcome {
+            outcomes: plan.outcomes(batch, &created, &rotated, &revoked),
+            changes,
+        })
+    }
+
+    async fn changes_since(&self, since_ms: i64) -> Result<Vec<SessionChange>, StoreError> {
+        let deadline = self.deadline();
+        let client = self.client("changes_since", deadline).await?;
+        let result = timeout_at(deadline, async {
+            let statement = client.prepare_cached(CHANGES_SINCE).await?;
+            client.query(&statement, &[&since_ms]).await
+        })
+        .await;
+        let rows = self
+            .settle(client, result, self.timeout)
+            .map_err(|f| f.into_store_error("changes_since"))?;
+        rows.iter().map(change_from_row).collect()
+    }
+
+    async fn prune_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut deleted = 0;
+        // One chunk per round, each with its own deadline and pooled
+        // connection, so a long prune never starves the hot path.
+        loop {
+            let deadline = self.deadline();
+            let client = self.client("prune_sessions", deadline).await?;
+            let result = timeout_at(deadline, async {
+                let statement = client.prepare_cached(PRUNE_SESSIONS).await?;
+                client
+                    .execute(&statement, &[&before_ms, &PRUNE_CHUNK])
+                    .await
+            })
+            .await;
+            let chunk = self
+                .settle(client, result, self.timeout)
+                .map_err(|f| f.into_store_error("prune_sessions"))?;
+            deleted += chunk;
+            if chunk < PRUNE_CHUNK.unsigned_abs() {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "the change feed needs a tokio runtime");
+                return None;
+            }
+        };
+        let (sender, receiver) = mpsc::channel(FEED_CAPACITY);
+        let mut config = self.config.clone();
+        config.application_name(FEED_APPLICATION_NAME);
+        runtime.spawn(run_feed(config, self.timeout, sender));
+        Some(receiver)
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        let deadline = self.deadline();
+        let client = self.client("signing_keys", deadline).await?;
+        let result = timeout_at(deadline, async {
+            let statement = client.prepare_cached(LOAD_SIGNING_KEYS).await?;
+            let rows = client.query(&statement, &[]).await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(SigningKeyRecord {
+                        kid: row.try_get(0)?,
+                        algorithm: row.try_get(1)?,
+                        private_key: row.try_get(2)?,
+                        public_key: row.try_get(3)?,
+                        created_at_ms: row.try_get(4)?,
+                    })
+                })
+                .collect()
+        })
+        .await;
+        self.settle(client, result, self.timeout)
+            .map_err(|f| f.into_store_error("signing_keys"))
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        let deadline = self.deadline();
+        let client = self.client("insert_signing_key", deadline).await?;
+        let result = timeout_at(deadline, async {
+            let statement = client.prepare_cached(INSERT_SIGNING_KEY).await?;
+            client
+                .execute(
+                    &statement,
+                    &[
+                        &key.kid,
+                        &key.algorithm,
+                        &key.private_key,
+                        &key.public_key,
+                        &key.created_at_ms,
+                    ],
+                )
+                .await
+        })
+        .await;
+        self.settle(client, result, self.timeout)
+            .map(|_| ())
+            .map_err(|f| f.into_store_error("insert_signing_key"))
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        let status = self.pool.status();
+        Some(PoolStatus {
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        })
     }
 
     async fn signing_secret(&self, candidate: &str) -> Result<String, StoreError> {
@@ -406,6 +628,302 @@ fn session_from_row(row: &Row) -> Result<Session, StoreError> {
     })
 }
 
+/// A row `(id, generation, issued_at_ms, revoked)`.
+fn change_from_row(row: &Row) -> Result<SessionChange, StoreError> {
+    let read = |e: tokio_postgres::Error| Failure::Db(e).into_store_error("reading a session");
+    let generation: i64 = row.try_get(1).map_err(read)?;
+    Ok(SessionChange {
+        id: SessionId(row.try_get(0).map_err(read)?),
+        generation: u32::try_from(generation).map_err(|_| {
+            StoreError::Internal(format!("session generation {generation} out of range"))
+        })?,
+        issued_at_ms: row.try_get(2).map_err(read)?,
+        revoked: row.try_get(3).map_err(read)?,
+    })
+}
+
+/// The final state of every session a batch changed, one entry per
+/// session, in the order they were first changed. Each statement of a
+/// batch sees the effects of the earlier ones, so the last row returned for
+/// a session is its final state.
+#[derive(Default)]
+struct ChangeSet {
+    list: Vec<SessionChange>,
+    index: HashMap<Uuid, usize>,
+}
+
+impl ChangeSet {
+    fn record(&mut self, rows: &[Row]) -> Result<(), StoreError> {
+        for row in rows {
+            let change = change_from_row(row)?;
+            match self.index.entry(change.id.0) {
+                Entry::Occupied(entry) => self.list[*entry.get()] = change,
+                Entry::Vacant(entry) => {
+                    entry.insert(self.list.len());
+                    self.list.push(change);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The notification payloads announcing `changes`: one line
+/// `"<uuid> <generation> <issued_at_ms> <0|1>"` per change, `\n`-separated,
+/// as few payloads as fit under [`MAX_PAYLOAD_BYTES`] each.
+pub(crate) fn encode_changes(changes: &[SessionChange]) -> Vec<String> {
+    let mut payloads = Vec::new();
+    let mut payload = String::new();
+    for change in changes {
+        let line = format!(
+            "{} {} {} {}",
+            change.id,
+            change.generation,
+            change.issued_at_ms,
+            u8::from(change.revoked)
+        );
+        // A line is at most ~70 bytes, so it always fits an empty payload.
+        if !payload.is_empty() && payload.len() + 1 + line.len() >= MAX_PAYLOAD_BYTES {
+            payloads.push(std::mem::take(&mut payload));
+        }
+        if !payload.is_empty() {
+            payload.push('\n');
+        }
+        payload.push_str(&line);
+    }
+    if !payload.is_empty() {
+        payloads.push(payload);
+    }
+    payloads
+}
+
+/// The changes a payload of [`encode_changes`] announces. Lines that do not
+/// parse (another writer on the channel, a newer format) are skipped, never
+/// an error: the feed must keep going.
+pub(crate) fn decode_changes(payload: &str) -> Vec<SessionChange> {
+    payload
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_ascii_whitespace();
+            let id = Uuid::parse_str(fields.next()?).ok()?;
+            let generation = fields.next()?.parse().ok()?;
+            let issued_at_ms = fields.next()?.parse().ok()?;
+            let revoked = match fields.next()? {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            };
+            if fields.next().is_some() {
+                return None;
+            }
+            Some(SessionChange {
+                id: SessionId(id),
+                generation,
+                issued_at_ms,
+                revoked,
+            })
+        })
+        .collect()
+}
+
+/// Why one connection of the change feed ended.
+enum FeedEnd {
+    /// The receiver was dropped: stop.
+    ReceiverGone,
+    /// Connecting or `LISTEN` failed.
+    ConnectFailed(StoreError),
+    /// An established feed broke.
+    Lost(StoreError),
+}
+
+/// The change feed task: listens, and reconnects with backoff whenever the
+/// connection fails, until the receiver is dropped.
+async fn run_feed(
+    config: tokio_postgres::Config,
+    timeout: Duration,
+    sender: mpsc::Sender<FeedEvent>,
+) {
+    let mut backoff = FEED_BACKOFF_MIN;
+    let mut failed_attempts: u32 = 0;
+    loop {
+        match listen(&config, timeout, &sender).await {
+            FeedEnd::ReceiverGone => {
+                tracing::debug!("change feed receiver dropped; feed stopped");
+                return;
+            }
+            FeedEnd::Lost(error) => {
+                // It had connected, so the server was fine a moment ago:
+                // retry soon.
+                backoff = FEED_BACKOFF_MIN;
+                failed_attempts = 0;
+                tracing::warn!(
+                    event = "change_feed_lost",
+                    %error,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    "change feed lost; reconnecting"
+                );
+            }
+            FeedEnd::ConnectFailed(error) => {
+                failed_attempts = failed_attempts.saturating_add(1);
+                // Once per outage at WARN; the retries every couple of
+                // seconds after that only at DEBUG.
+                if failed_attempts == 1 {
+                    tracing::warn!(
+                        event = "change_feed_lost",
+                        %error,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "change feed cannot connect; retrying"
+                    );
+                } else {
+                    tracing::debug!(
+                        event = "change_feed_lost",
+                        %error,
+                        attempt = failed_attempts,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "change feed still cannot connect"
+                    );
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = sender.closed() => return,
+        }
+        backoff = (backoff * 2).min(FEED_BACKOFF_MAX);
+    }
+}
+
+/// One connection of the change feed: connect, `LISTEN`, announce
+/// [`FeedEvent::Connected`], then forward notifications until something
+/// fails or the receiver goes away.
+async fn listen(
+    config: &tokio_postgres::Config,
+    timeout: Duration,
+    sender: &mpsc::Sender<FeedEvent>,
+) -> FeedEnd {
+    const CONTEXT: &str = "change feed";
+    let connect = tokio::time::timeout(timeout, config.connect(NoTls));
+    let (client, mut connection) = tokio::select! {
+        connected = connect => match connected {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(e)) => return FeedEnd::ConnectFailed(Failure::Db(e).into_store_error(CONTEXT)),
+            Err(_) => {
+                return FeedEnd::ConnectFailed(Failure::Elapsed(timeout).into_store_error(CONTEXT))
+            }
+        },
+        () = sender.closed() => return FeedEnd::ReceiverGone,
+    };
+
+    // The connection only makes progress while polled, so drive it while
+    // `LISTEN` runs (and keep anything it already delivers).
+    let listen_sql = format!("LISTEN {}", quote_ident(CHANGE_CHANNEL));
+    let mut pending: VecDeque<Vec<SessionChange>> = VecDeque::new();
+    {
+        let listened = tokio::time::timeout(timeout, client.batch_execute(&listen_sql));
+        tokio::pin!(listened);
+        loop {
+            tokio::select! {
+                done = &mut listened => match done {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => {
+                        return FeedEnd::ConnectFailed(Failure::Db(e).into_store_error(CONTEXT))
+                    }
+                    Err(_) => {
+                        return FeedEnd::ConnectFailed(
+                            Failure::Elapsed(timeout).into_store_error(CONTEXT),
+                        )
+                    }
+                },
+                message = next_changes(&mut connection) => match message {
+                    Ok(Some(changes)) => pending.push_back(changes),
+                    Ok(None) => {}
+                    Err(error) => return FeedEnd::ConnectFailed(error),
+                },
+                () = sender.closed() => return FeedEnd::ReceiverGone,
+            }
+        }
+    }
+    tracing::info!(
+        event = "change_feed_connected",
+        channel = CHANGE_CHANNEL,
+        "change feed listening"
+    );
+    if sender.send(FeedEvent::Connected).await.is_err() {
+        return FeedEnd::ReceiverGone;
+    }
+
+    // Completes only when the server stopped answering.
+    let heartbeat = async {
+        loop {
+            tokio::time::sleep(FEED_HEARTBEAT).await;
+            // Re-listening is a no-op round trip that keeps `LISTEN ...` as
+            // the connection's last query in `pg_stat_activity`.
+            match tokio::time::timeout(timeout, client.batch_execute(&listen_sql)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Failure::Db(e).into_store_error(CONTEXT),
+                Err(_) => return Failure::Elapsed(timeout).into_store_error(CONTEXT),
+            }
+        }
+    };
+    tokio::pin!(heartbeat);
+
+    // Receiving and forwarding are separate branches, so a slow receiver
+    // does not stop the connection (and the heartbeat) from being driven,
+    // up to FEED_CAPACITY notifications waiting here.
+    let end = loop {
+        tokio::select! {
+            permit = sender.reserve(), if !pending.is_empty() => match (permit, pending.pop_front()) {
+                (Ok(permit), Some(changes)) => permit.send(FeedEvent::Changes(changes)),
+                (Ok(_), None) => {}
+                (Err(_), _) => return FeedEnd::ReceiverGone,
+            },
+            message = next_changes(&mut connection), if pending.len() < FEED_CAPACITY => {
+                match message {
+                    Ok(Some(changes)) => pending.push_back(changes),
+                    Ok(None) => {}
+                    Err(error) => break error,
+                }
+            }
+            error = &mut heartbeat => break error,
+            () = sender.closed() => return FeedEnd::ReceiverGone,
+        }
+    };
+    // What already arrived was committed: deliver it before reconnecting.
+    for changes in pending {
+        if sender.send(FeedEvent::Changes(changes)).await.is_err() {
+            return FeedEnd::ReceiverGone;
+        }
+    }
+    FeedEnd::Lost(end)
+}
+
+/// Drives `connection` to its next message: `Some(changes)` for a
+/// notification on [`CHANGE_CHANNEL`] announcing any, `None` for anything
+/// else, an error once the connection has ended (after which it must not be
+/// polled again).
+async fn next_changes(
+    connection: &mut Connection<Socket, NoTlsStream>,
+) -> Result<Option<Vec<SessionChange>>, StoreError> {
+    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+        Some(Ok(AsyncMessage::Notification(notification))) => {
+            if notification.channel() != CHANGE_CHANNEL {
+                return Ok(None);
+            }
+            let changes = decode_changes(notification.payload());
+            Ok((!changes.is_empty()).then_some(changes))
+        }
+        Some(Ok(AsyncMessage::Notice(notice))) => {
+            tracing::debug!(notice = notice.message(), "change feed: server notice");
+            Ok(None)
+        }
+        Some(Ok(_)) => Ok(None),
+        Some(Err(e)) => Err(Failure::Db(e).into_store_error("change feed")),
+        None => Err(StoreError::Unavailable(
+            "change feed: connection closed".into(),
+        )),
+    }
+}
+
 fn is_email_taken(e: &tokio_postgres::Error) -> bool {
     e.as_db_error().is_some_and(|db| {
         *db.code() == SqlState::UNIQUE_VIOLATION
@@ -422,6 +940,8 @@ struct Plan {
     creates: Creates,
     rotation_rounds: Vec<Rotations>,
     revokes: Revokes,
+    /// `RevokeUser`s: user ids (and times) instead of session ids.
+    user_revokes: Revokes,
 }
 
 #[derive(Default)]
@@ -447,6 +967,21 @@ struct Revokes {
     at: Vec<i64>,
 }
 
+impl Revokes {
+    /// By id, for the lock order (see [`Plan::new`]).
+    fn sort(&mut self) {
+        let mut rows: Vec<_> = self
+            .ids
+            .iter()
+            .copied()
+            .zip(self.at.iter().copied())
+            .collect();
+        rows.sort_unstable_by_key(|row| row.0);
+        self.ids = rows.iter().map(|row| row.0).collect();
+        self.at = rows.iter().map(|row| row.1).collect();
+    }
+}
+
 impl Plan {
     fn new(batch: &[SessionWrite]) -> Self {
         let mut creates = Creates::default();
@@ -454,6 +989,8 @@ impl Plan {
         let mut rounds_of: HashMap<Uuid, usize> = HashMap::new();
         let mut revokes = Revokes::default();
         let mut revoked_ids = HashSet::new();
+        let mut user_revokes = Revokes::default();
+        let mut revoked_users = HashSet::new();
         for write in batch {
             match write {
                 SessionWrite::Create(s) => {
@@ -488,6 +1025,16 @@ impl Plan {
                         revokes.at.push(*revoked_at_ms);
                     }
                 }
+                SessionWrite::RevokeUser {
+                    user_id,
+                    revoked_at_ms,
+                } => {
+                    // Likewise; and one `UPDATE` may change a row only once.
+                    if revoked_users.insert(user_id.0) {
+                        user_revokes.ids.push(user_id.0);
+                        user_revokes.at.push(*revoked_at_ms);
+                    }
+                }
             }
         }
         // Rows are locked in the order the arrays list them; one order for
@@ -502,19 +1049,13 @@ impl Plan {
             round.from_generations = rows.iter().map(|row| row.1).collect();
             round.issued = rows.iter().map(|row| row.2).collect();
         }
-        let mut rows: Vec<_> = revokes
-            .ids
-            .iter()
-            .copied()
-            .zip(revokes.at.iter().copied())
-            .collect();
-        rows.sort_unstable_by_key(|row| row.0);
-        revokes.ids = rows.iter().map(|row| row.0).collect();
-        revokes.at = rows.iter().map(|row| row.1).collect();
+        revokes.sort();
+        user_revokes.sort();
         Plan {
             creates,
             rotation_rounds,
             revokes,
+            user_revokes,
         }
     }
 
@@ -554,6 +1095,7 @@ impl Plan {
                     applied(yes)
                 }
                 SessionWrite::Revoke { id, .. } => applied(revoked.contains(&id.0)),
+                SessionWrite::RevokeUser { .. } => WriteOutcome::Applied,
             })
             .collect()
     }
@@ -725,6 +1267,8 @@ mod tests {
         let again = db.connect().await;
         assert_eq!(again.kind(), "postgres");
         again.ping().await.expect("ping");
+        let pool = again.pool_status().expect("pooled");
+        assert!(pool.size >= 1 && pool.available <= pool.size && pool.waiting == 0);
         assert_eq!(
             migration_count(&again).await,
             migrations::POSTGRES.len() as i64
@@ -776,7 +1320,9 @@ mod tests {
             ])
             .await
             .expect("create");
-        assert_eq!(outcomes, vec![WriteOutcome::Applied; 2]);
+        // Creates are not changes.
+        assert!(outcomes.changes.is_empty());
+        assert_eq!(outcomes.outcomes, vec![WriteOutcome::Applied; 2]);
         assert_eq!(
             store.load_session(a.id).await.expect("load"),
             Some(a.clone())
@@ -839,14 +1385,32 @@ mod tests {
                 issued_at_ms: 2_007,
             },
         ];
-        let outcomes = store.write_sessions(&batch).await.expect("batch");
+        let done = store.write_sessions(&batch).await.expect("batch");
         use WriteOutcome::{Applied, Conflict};
         assert_eq!(
-            outcomes,
+            done.outcomes,
             vec![
                 Applied, Conflict, Applied, Applied, Conflict, Conflict, Applied, Applied,
                 Conflict, Conflict, Applied
             ]
+        );
+        // One entry per changed session, in its final state.
+        assert_eq!(
+            sorted(done.changes),
+            sorted(vec![
+                SessionChange {
+                    id: a.id,
+                    generation: 2,
+                    issued_at_ms: 2_007,
+                    revoked: false,
+                },
+                SessionChange {
+                    id: b.id,
+                    generation: 1,
+                    issued_at_ms: 2_006,
+                    revoked: true,
+                },
+            ])
         );
         let a2 = store.load_session(a.id).await.expect("load").expect("a");
         assert_eq!(
@@ -874,8 +1438,21 @@ mod tests {
             ])
             .await
             .expect("batch");
-        assert_eq!(outcomes, vec![Conflict, Applied]);
-        assert_eq!(store.write_sessions(&[]).await.expect("empty"), vec![]);
+        assert_eq!(outcomes.outcomes, vec![Conflict, Applied]);
+        // Revoking a revoked session changes nothing, but reports its state.
+        assert_eq!(
+            outcomes.changes,
+            vec![SessionChange {
+                id: b.id,
+                generation: 1,
+                issued_at_ms: 2_006,
+                revoked: true,
+            }]
+        );
+        assert_eq!(
+            store.write_sessions(&[]).await.expect("empty"),
+            BatchOutcome::default()
+        );
         drop(store);
         db.drop_database().await;
     }
@@ -902,7 +1479,10 @@ mod tests {
                 first.write_sessions(&rotate),
                 second.write_sessions(&rotate)
             );
-            let outcomes = [x.expect("first")[0], y.expect("second")[0]];
+            let outcomes = [
+                x.expect("first").outcomes[0],
+                y.expect("second").outcomes[0],
+            ];
             let applied = outcomes
                 .iter()
                 .filter(|o| **o == WriteOutcome::Applied)
@@ -949,6 +1529,444 @@ mod tests {
             result.err()
         );
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    fn sorted(mut changes: Vec<SessionChange>) -> Vec<SessionChange> {
+        changes.sort_by_key(|c| c.id.0);
+        changes
+    }
+
+    fn change(
+        session: &Session,
+        generation: u32,
+        issued_at_ms: i64,
+        revoked: bool,
+    ) -> SessionChange {
+        SessionChange {
+            id: session.id,
+            generation,
+            issued_at_ms,
+            revoked,
+        }
+    }
+
+    #[tokio::test]
+    async fn revoke_user_revokes_only_that_users_live_sessions() {
+        let db = TestDb::new();
+        let store = db.connect().await;
+        let alice = new_user("alice@example.com");
+        let bob = new_user("bob@example.com");
+        store.insert_user(&alice).await.expect("insert");
+        store.insert_user(&bob).await.expect("insert");
+        let s1 = Session::start(alice.id, 1_000, 60_000);
+        let s2 = Session::start(alice.id, 1_000, 60_000);
+        let s3 = Session::start(alice.id, 1_000, 60_000);
+        let t1 = Session::start(bob.id, 1_000, 60_000);
+        store
+            .write_sessions(&[
+                SessionWrite::Create(s1.clone()),
+                SessionWrite::Create(s2.clone()),
+                SessionWrite::Create(s3.clone()),
+                SessionWrite::Create(t1.clone()),
+            ])
+            .await
+            .expect("create");
+        store
+            .write_sessions(&[SessionWrite::Revoke {
+                id: s3.id,
+                revoked_at_ms: 1_500,
+            }])
+            .await
+            .expect("revoke");
+
+        let s4 = Session::start(alice.id, 2_000, 60_000);
+        let done = store
+            .write_sessions(&[
+                SessionWrite::Rotate {
+                    id: s1.id,
+                    from_generation: 0,
+                    issued_at_ms: 2_000,
+                },
+                SessionWrite::RevokeUser {
+                    user_id: alice.id,
+                    revoked_at_ms: 2_100,
+                },
+                // Created in the same batch: creates apply first, so the
+                // user revocation catches it too.
+                SessionWrite::Create(s4.clone()),
+                SessionWrite::RevokeUser {
+                    user_id: alice.id,
+                    revoked_at_ms: 2_200,
+                },
+                SessionWrite::Rotate {
+                    id: t1.id,
+                    from_generation: 0,
+                    issued_at_ms: 2_050,
+                },
+                // Rotations apply before user revocations.
+                SessionWrite::Rotate {
+                    id: s2.id,
+                    from_generation: 0,
+                    issued_at_ms: 2_300,
+                },
+            ])
+            .await
+            .expect("batch");
+        assert_eq!(done.outcomes, vec![WriteOutcome::Applied; 6]);
+        // Not `s3`, which was already revoked; not `s4`'s creation.
+        assert_eq!(
+            sorted(done.changes),
+            sorted(vec![
+                change(&s1, 1, 2_000, true),
+                change(&s2, 1, 2_300, true),
+                change(&s4, 0, 2_000, true),
+                change(&t1, 1, 2_050, false),
+            ])
+        );
+        for s in [&s1, &s2, &s3, &s4] {
+            let stored = store
+                .load_session(s.id)
+                .await
+                .expect("load")
+                .expect("session");
+            assert!(stored.revoked, "{:?}", s.id);
+        }
+        let t = store.load_session(t1.id).await.expect("load").expect("t1");
+        assert!(!t.revoked);
+        // `s3` keeps its own revocation time.
+        let since = store.changes_since(1_500).await.expect("since");
+        assert!(since.contains(&change(&s3, 0, 1_000, true)));
+        let since = store.changes_since(2_000).await.expect("since");
+        assert!(!since.iter().any(|c| c.id == s3.id));
+
+        // Nothing left to revoke: still applied, no changes.
+        let done = store
+            .write_sessions(&[SessionWrite::RevokeUser {
+                user_id: alice.id,
+                revoked_at_ms: 3_000,
+            }])
+            .await
+            .expect("again");
+        assert_eq!(done.outcomes, vec![WriteOutcome::Applied]);
+        assert!(done.changes.is_empty());
+        drop(store);
+        db.drop_database().await;
+    }
+
+    #[tokio::test]
+    async fn changes_since_reads_changes_from_the_cut_off() {
+        let db = TestDb::new();
+        let store = db.connect().await;
+        let user = new_user("dan@example.com");
+        store.insert_user(&user).await.expect("insert");
+        let [early, rotated, late, untouched] =
+            std::array::from_fn(|_| Session::start(user.id, 1_000, 60_000));
+        let creates: Vec<_> = [&early, &rotated, &late, &untouched]
+            .into_iter()
+            .map(|s| SessionWrite::Create(s.clone()))
+            .collect();
+        store.write_sessions(&creates).await.expect("create");
+        store
+            .write_sessions(&[SessionWrite::Revoke {
+                id: early.id,
+                revoked_at_ms: 1_999,
+            }])
+            .await
+            .expect("early");
+        store
+            .write_sessions(&[
+                SessionWrite::Rotate {
+                    id: rotated.id,
+                    from_generation: 0,
+                    issued_at_ms: 2_000,
+                },
+                SessionWrite::Revoke {
+                    id: late.id,
+                    revoked_at_ms: 2_500,
+                },
+            ])
+            .await
+            .expect("late");
+        assert_eq!(
+            sorted(store.changes_since(2_000).await.expect("since")),
+            sorted(vec![
+                change(&rotated, 1, 2_000, false),
+                change(&late, 0, 1_000, true),
+            ])
+        );
+        assert_eq!(store.changes_since(2_501).await.expect("since"), Vec::new());
+        assert_eq!(store.changes_since(0).await.expect("since").len(), 4);
+        drop(store);
+        db.drop_database().await;
+    }
+
+    #[tokio::test]
+    async fn prune_deletes_expired_sessions_only() {
+        let db = TestDb::new();
+        let store = db.connect().await;
+        let user = new_user("erin@example.com");
+        store.insert_user(&user).await.expect("insert");
+        // More than one chunk of expired sessions.
+        let mut expired: Vec<Session> = (0..PRUNE_CHUNK + 3)
+            .map(|_| Session::start(user.id, 1_000, 4_000))
+            .collect();
+        let last = Session::start(user.id, 1_000, 8_999);
+        expired.push(last.clone());
+        let edge = Session::start(user.id, 1_000, 9_000);
+        let live = Session::start(user.id, 1_000, 60_000);
+        let mut creates: Vec<_> = expired.iter().cloned().map(SessionWrite::Create).collect();
+        creates.push(SessionWrite::Create(edge.clone()));
+        creates.push(SessionWrite::Create(live.clone()));
+        store.write_sessions(&creates).await.expect("create");
+
+        let deleted = store.prune_sessions(10_000).await.expect("prune");
+        assert_eq!(deleted, expired.len() as u64);
+        assert_eq!(store.load_session(last.id).await.expect("load"), None);
+        assert_eq!(
+            store.load_session(edge.id).await.expect("load"),
+            Some(edge.clone())
+        );
+        assert_eq!(store.load_session(live.id).await.expect("load"), Some(live));
+        // `before_ms` is exclusive.
+        assert_eq!(store.prune_sessions(10_000).await.expect("prune"), 0);
+        assert_eq!(store.prune_sessions(10_001).await.expect("prune"), 1);
+        drop(store);
+        db.drop_database().await;
+    }
+
+    fn key(kid: &str, created_at_ms: i64) -> SigningKeyRecord {
+        SigningKeyRecord {
+            kid: kid.into(),
+            algorithm: "EdDSA".into(),
+            private_key: format!("private-{kid}"),
+            public_key: format!("public-{kid}"),
+            created_at_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn signing_keys_round_trip_oldest_first() {
+        let db = TestDb::new();
+        let store = db.connect().await;
+        assert!(store.signing_keys().await.expect("keys").is_empty());
+        for k in [key("b", 2_000), key("z", 1_000), key("a", 2_000)] {
+            store.insert_signing_key(&k).await.expect("insert");
+        }
+        // An existing kid is kept, not replaced.
+        let mut impostor = key("b", 500);
+        impostor.private_key = "other".into();
+        store.insert_signing_key(&impostor).await.expect("again");
+        assert_eq!(
+            store.signing_keys().await.expect("keys"),
+            vec![key("z", 1_000), key("a", 2_000), key("b", 2_000)]
+        );
+        // The private key never reaches a log through Debug.
+        assert!(!format!("{:?}", key("q", 1)).contains("private-q"));
+        drop(store);
+        db.drop_database().await;
+    }
+
+    #[test]
+    fn payloads_round_trip() {
+        let changes = vec![
+            SessionChange {
+                id: SessionId::new_random(),
+                generation: 0,
+                issued_at_ms: 1_700_000_000_000,
+                revoked: false,
+            },
+            SessionChange {
+                id: SessionId::new_random(),
+                generation: u32::MAX,
+                issued_at_ms: -5,
+                revoked: true,
+            },
+        ];
+        let payloads = encode_changes(&changes);
+        assert_eq!(payloads.len(), 1);
+        let lines: Vec<&str> = payloads[0].lines().collect();
+        assert_eq!(
+            lines[0],
+            format!("{} 0 1700000000000 0", changes[0].id.0.hyphenated())
+        );
+        assert_eq!(decode_changes(&payloads[0]), changes);
+        assert!(encode_changes(&[]).is_empty());
+        assert!(decode_changes("").is_empty());
+    }
+
+    #[test]
+    fn payloads_are_chunked_under_the_limit() {
+        let changes: Vec<SessionChange> = (0..1_000u32)
+            .map(|i| SessionChange {
+                id: SessionId::new_random(),
+                generation: i * 1_000_000,
+                issued_at_ms: i64::MAX - i64::from(i),
+                revoked: i % 3 == 0,
+            })
+            .collect();
+        let payloads = encode_changes(&changes);
+        assert!(payloads.len() > 1, "{}", payloads.len());
+        for payload in &payloads {
+            assert!(payload.len() < MAX_PAYLOAD_BYTES, "{}", payload.len());
+            assert!(!payload.starts_with('\n') && !payload.ends_with('\n'));
+        }
+        // Nearly full: no more payloads than needed.
+        for payload in &payloads[..payloads.len() - 1] {
+            assert!(payload.len() > MAX_PAYLOAD_BYTES - 100, "{}", payload.len());
+        }
+        let decoded: Vec<SessionChange> = payloads.iter().flat_map(|p| decode_changes(p)).collect();
+        assert_eq!(decoded, changes);
+    }
+
+    #[test]
+    fn decoding_skips_malformed_lines() {
+        let id = Uuid::new_v4();
+        let good = SessionChange {
+            id: SessionId(id),
+            generation: 3,
+            issued_at_ms: 42,
+            revoked: true,
+        };
+        let payload = format!(
+            "garbage\n\n{id} 3 42 1\nnot-a-uuid 3 42 1\n{id} -1 42 1\n{id} 3 x 1\n\
+             {id} 3 42 2\n{id} 3 42\n{id} 3 42 1 extra\n{id} 4294967296 42 0\n{id} 3 42 1\r\n"
+        );
+        assert_eq!(decode_changes(&payload), vec![good, good]);
+    }
+
+    async fn next_event(feed: &mut mpsc::Receiver<FeedEvent>, within: Duration) -> FeedEvent {
+        tokio::time::timeout(within, feed.recv())
+            .await
+            .expect("a feed event in time")
+            .expect("the feed is open")
+    }
+
+    /// Collects changes from the feed until every id of `ids` was seen.
+    async fn wait_for_changes(
+        feed: &mut mpsc::Receiver<FeedEvent>,
+        ids: &[SessionId],
+        within: Duration,
+    ) -> HashMap<Uuid, SessionChange> {
+        let deadline = Instant::now() + within;
+        let mut seen = HashMap::new();
+        while !ids.iter().all(|id| seen.contains_key(&id.0)) {
+            let event = tokio::time::timeout_at(deadline, feed.recv())
+                .await
+                .unwrap_or_else(|_| panic!("changes in time; saw {}", seen.len()))
+                .expect("the feed is open");
+            if let FeedEvent::Changes(changes) = event {
+                seen.extend(changes.into_iter().map(|c| (c.id.0, c)));
+            }
+        }
+        seen
+    }
+
+    /// The backends of `dbname` listening for changes.
+    async fn listeners(store: &PostgresStore, dbname: &str, terminate: bool) -> Vec<bool> {
+        let client = store.pool.get().await.expect("client");
+        let sql = format!(
+            "SELECT {} FROM pg_stat_activity \
+             WHERE datname = $1 AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+            if terminate {
+                "pg_terminate_backend(pid)"
+            } else {
+                "true"
+            }
+        );
+        client
+            .query(&sql, &[&dbname])
+            .await
+            .expect("pg_stat_activity")
+            .iter()
+            .map(|row| row.get(0))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn change_feed_delivers_commits_and_reconnects() {
+        let db = TestDb::new();
+        let a = db.connect().await;
+        let b = db.connect().await;
+        let user = new_user("feed@example.com");
+        let crowd = new_user("crowd@example.com");
+        b.insert_user(&user).await.expect("insert");
+        b.insert_user(&crowd).await.expect("insert");
+        let s1 = Session::start(user.id, 1_000, 600_000);
+        let s2 = Session::start(user.id, 1_000, 600_000);
+        // Enough that announcing their revocation takes several payloads.
+        let many: Vec<Session> = (0..300)
+            .map(|_| Session::start(crowd.id, 1_000, 600_000))
+            .collect();
+        let mut creates = vec![
+            SessionWrite::Create(s1.clone()),
+            SessionWrite::Create(s2.clone()),
+        ];
+        creates.extend(many.iter().cloned().map(SessionWrite::Create));
+        b.write_sessions(&creates).await.expect("create");
+
+        let mut feed = a.subscribe().expect("postgres has a feed");
+        assert_eq!(
+            next_event(&mut feed, Duration::from_secs(2)).await,
+            FeedEvent::Connected
+        );
+        let done = b
+            .write_sessions(&[SessionWrite::Revoke {
+                id: s1.id,
+                revoked_at_ms: 2_000,
+            }])
+            .await
+            .expect("revoke");
+        assert_eq!(done.changes, vec![change(&s1, 0, 1_000, true)]);
+        let seen = wait_for_changes(&mut feed, &[s1.id], Duration::from_secs(2)).await;
+        assert_eq!(seen[&s1.id.0], change(&s1, 0, 1_000, true));
+
+        // Kill the listener's server process: the feed reconnects.
+        assert_eq!(listeners(&b, &db.name, true).await, vec![true]);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let event = tokio::time::timeout_at(deadline, feed.recv())
+                .await
+                .expect("reconnected in time")
+                .expect("the feed is open");
+            if event == FeedEvent::Connected {
+                break;
+            }
+        }
+        b.write_sessions(&[SessionWrite::Revoke {
+            id: s2.id,
+            revoked_at_ms: 3_000,
+        }])
+        .await
+        .expect("revoke");
+        let seen = wait_for_changes(&mut feed, &[s2.id], Duration::from_secs(2)).await;
+        assert_eq!(seen[&s2.id.0], change(&s2, 0, 1_000, true));
+
+        // A large batch arrives whole, over several notifications.
+        let done = b
+            .write_sessions(&[SessionWrite::RevokeUser {
+                user_id: crowd.id,
+                revoked_at_ms: 4_000,
+            }])
+            .await
+            .expect("revoke user");
+        assert_eq!(done.changes.len(), many.len());
+        assert!(encode_changes(&done.changes).len() > 1);
+        let ids: Vec<SessionId> = many.iter().map(|s| s.id).collect();
+        let seen = wait_for_changes(&mut feed, &ids, Duration::from_secs(2)).await;
+        assert!(ids.iter().all(|id| seen[&id.0].revoked));
+
+        // Dropping the receiver stops the feed and closes its connection.
+        drop(feed);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !listeners(&b, &db.name, false).await.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the feed connection outlived its receiver"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop((a, b));
+        db.drop_database().await;
     }
 
     #[test]

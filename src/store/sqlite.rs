@@ -19,9 +19,20 @@
 //!   the start, so a busy database makes us wait (`busy_timeout`, 5 s)
 //!   instead of failing half-way through with `SQLITE_BUSY`.
 //! - Writes of a batch apply in the same order as on PostgreSQL (creates,
-//!   then rotations, then revocations, each kind in batch order), so both
-//!   backends give the same outcomes for the same batch.
+//!   then rotations, then revocations, then revocations of whole users,
+//!   each kind in batch order), so both backends give the same outcomes and
+//!   changes for the same batch. The updates `RETURNING` the sessions'
+//!   final states give [`BatchOutcome::changes`] without a second read, and
+//!   set `updated_at_ms` (read by [`Store::changes_since`]) as PostgreSQL
+//!   does.
+//! - No change feed: one file means one instance, which learns its own
+//!   changes from [`BatchOutcome::changes`]; [`Store::subscribe`] is `None`.
+//! - [`Store::prune_sessions`] deletes in chunks, each its own short
+//!   transaction, so a large backlog does not hold the writer (and the
+//!   group commits waiting for it) for long.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,8 +42,11 @@ use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
-use super::{migrations, NewUser, SessionWrite, Store, StoreError, UserRecord, WriteOutcome};
-use crate::domain::{Email, Session, SessionId, UserId};
+use super::{
+    migrations, BatchOutcome, FeedEvent, NewUser, SessionWrite, SigningKeyRecord, Store,
+    StoreError, UserRecord, WriteOutcome,
+};
+use crate::domain::{Email, Session, SessionChange, SessionId, UserId};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -52,10 +66,37 @@ const CREATE_SESSION: &str = "INSERT INTO sessions \
      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?4 \
      WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) \
      ON CONFLICT (id) DO NOTHING";
-const ROTATE_SESSION: &str = "UPDATE sessions SET generation = ?2 + 1, issued_at_ms = ?3 \
-     WHERE id = ?1 AND generation = ?2 AND revoked_at_ms IS NULL";
-const REVOKE_SESSION: &str =
-    "UPDATE sessions SET revoked_at_ms = COALESCE(revoked_at_ms, ?2) WHERE id = ?1";
+/// The updates return the final state of what they touched (a
+/// [`SessionChange`]). `updated_at_ms` never moves backwards.
+const ROTATE_SESSION: &str = "UPDATE sessions SET generation = ?2 + 1, issued_at_ms = ?3, \
+       updated_at_ms = max(updated_at_ms, ?3) \
+     WHERE id = ?1 AND generation = ?2 AND revoked_at_ms IS NULL \
+     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
+/// Idempotent: revoking a revoked session keeps its first revocation time
+/// and `updated_at_ms`, but still counts as applied (and as a change).
+const REVOKE_SESSION: &str = "UPDATE sessions SET revoked_at_ms = COALESCE(revoked_at_ms, ?2), \
+       updated_at_ms = CASE WHEN revoked_at_ms IS NULL \
+         THEN max(updated_at_ms, ?2) ELSE updated_at_ms END \
+     WHERE id = ?1 \
+     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
+const REVOKE_USER: &str = "UPDATE sessions SET revoked_at_ms = ?2, \
+       updated_at_ms = max(updated_at_ms, ?2) \
+     WHERE user_id = ?1 AND revoked_at_ms IS NULL \
+     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
+const CHANGES_SINCE: &str = "SELECT id, generation, issued_at_ms, revoked_at_ms IS NOT NULL \
+     FROM sessions WHERE updated_at_ms >= ?1 ORDER BY updated_at_ms, id";
+const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE rowid IN \
+     (SELECT rowid FROM sessions WHERE expires_at_ms < ?1 LIMIT ?2)";
+const LOAD_SIGNING_KEYS: &str = "SELECT kid, algorithm, private_key, public_key, created_at_ms \
+     FROM signing_keys ORDER BY created_at_ms, kid";
+/// A key already stored under the same `kid` is kept; callers read the keys
+/// back with [`Store::signing_keys`].
+const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys \
+     (kid, algorithm, private_key, public_key, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
+     ON CONFLICT (kid) DO NOTHING";
+
+/// Rows per chunk of [`Store::prune_sessions`].
+const PRUNE_CHUNK: u32 = 5_000;
 
 type Shared = Arc<Mutex<Connection>>;
 
@@ -183,18 +224,47 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
     })
 }
 
-fn apply_batch(
-    conn: &mut Connection,
-    batch: &[SessionWrite],
-) -> rusqlite::Result<Vec<WriteOutcome>> {
-    let outcome = |changed: usize| {
-        if changed == 1 {
+/// A row `(id, generation, issued_at_ms, revoked)`.
+fn change_from_row(row: &Row<'_>) -> rusqlite::Result<SessionChange> {
+    Ok(SessionChange {
+        id: SessionId(uuid_at(row, 0)?),
+        generation: row.get(1)?,
+        issued_at_ms: row.get(2)?,
+        revoked: row.get(3)?,
+    })
+}
+
+/// The final state of every session a batch changed, one entry per
+/// session, in the order they were first changed (the last state recorded
+/// for a session is its final one: the writes apply in order).
+#[derive(Default)]
+struct ChangeSet {
+    list: Vec<SessionChange>,
+    index: HashMap<Uuid, usize>,
+}
+
+impl ChangeSet {
+    fn record(&mut self, change: SessionChange) {
+        match self.index.entry(change.id.0) {
+            Entry::Occupied(entry) => self.list[*entry.get()] = change,
+            Entry::Vacant(entry) => {
+                entry.insert(self.list.len());
+                self.list.push(change);
+            }
+        }
+    }
+}
+
+fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Result<BatchOutcome> {
+    let applied = |yes: bool| {
+        if yes {
             WriteOutcome::Applied
         } else {
             WriteOutcome::Conflict
         }
     };
     let mut outcomes = vec![WriteOutcome::Conflict; batch.len()];
+    let mut changes = ChangeSet::default();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut create = tx.prepare_cached(CREATE_SESSION)?;
@@ -208,7 +278,7 @@ fn apply_batch(
                     s.expires_at_ms,
                     s.revoked.then_some(s.issued_at_ms),
                 ])?;
-                outcomes[i] = outcome(changed);
+                outcomes[i] = applied(changed == 1);
             }
         }
         let mut rotate = tx.prepare_cached(ROTATE_SESSION)?;
@@ -219,21 +289,53 @@ fn apply_batch(
                 issued_at_ms,
             } = write
             {
-                let changed =
-                    rotate.execute(params![id.0.to_string(), from_generation, issued_at_ms])?;
-                outcomes[i] = outcome(changed);
+                let change = rotate
+                    .query_row(
+                        params![id.0.to_string(), from_generation, issued_at_ms],
+                        change_from_row,
+                    )
+                    .optional()?;
+                outcomes[i] = applied(change.is_some());
+                if let Some(change) = change {
+                    changes.record(change);
+                }
             }
         }
         let mut revoke = tx.prepare_cached(REVOKE_SESSION)?;
         for (i, write) in batch.iter().enumerate() {
             if let SessionWrite::Revoke { id, revoked_at_ms } = write {
-                let changed = revoke.execute(params![id.0.to_string(), revoked_at_ms])?;
-                outcomes[i] = outcome(changed);
+                let change = revoke
+                    .query_row(params![id.0.to_string(), revoked_at_ms], change_from_row)
+                    .optional()?;
+                outcomes[i] = applied(change.is_some());
+                if let Some(change) = change {
+                    changes.record(change);
+                }
+            }
+        }
+        let mut revoke_user = tx.prepare_cached(REVOKE_USER)?;
+        for (i, write) in batch.iter().enumerate() {
+            if let SessionWrite::RevokeUser {
+                user_id,
+                revoked_at_ms,
+            } = write
+            {
+                let rows = revoke_user.query_map(
+                    params![user_id.0.to_string(), revoked_at_ms],
+                    change_from_row,
+                )?;
+                for change in rows {
+                    changes.record(change?);
+                }
+                outcomes[i] = WriteOutcome::Applied;
             }
         }
     }
     tx.commit()?;
-    Ok(outcomes)
+    Ok(BatchOutcome {
+        outcomes,
+        changes: changes.list,
+    })
 }
 
 #[async_trait]
@@ -296,16 +398,85 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn write_sessions(
-        &self,
-        batch: &[SessionWrite],
-    ) -> Result<Vec<WriteOutcome>, StoreError> {
+    async fn write_sessions(&self, batch: &[SessionWrite]) -> Result<BatchOutcome, StoreError> {
         if batch.is_empty() {
-            return Ok(Vec::new());
+            return Ok(BatchOutcome::default());
         }
         let batch = batch.to_vec();
         with_conn(&self.writer, "write_sessions", move |conn| {
             apply_batch(conn, &batch).map_err(|e| sqlite_error("write_sessions", e))
+        })
+        .await
+    }
+
+    async fn changes_since(&self, since_ms: i64) -> Result<Vec<SessionChange>, StoreError> {
+        with_conn(&self.reader, "changes_since", move |conn| {
+            conn.prepare_cached(CHANGES_SINCE)
+                .and_then(|mut statement| {
+                    statement.query_map([since_ms], change_from_row)?.collect()
+                })
+                .map_err(|e| sqlite_error("changes_since", e))
+        })
+        .await
+    }
+
+    async fn prune_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut deleted: u64 = 0;
+        loop {
+            // The writer is released between chunks, so batches interleave.
+            let chunk = with_conn(&self.writer, "prune_sessions", move |conn| {
+                conn.prepare_cached(PRUNE_SESSIONS)
+                    .and_then(|mut statement| statement.execute(params![before_ms, PRUNE_CHUNK]))
+                    .map_err(|e| sqlite_error("prune_sessions", e))
+            })
+            .await?;
+            deleted += chunk as u64;
+            if chunk < PRUNE_CHUNK as usize {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<FeedEvent>> {
+        None
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
+        with_conn(&self.reader, "signing_keys", |conn| {
+            conn.prepare_cached(LOAD_SIGNING_KEYS)
+                .and_then(|mut statement| {
+                    statement
+                        .query_map([], |row| {
+                            Ok(SigningKeyRecord {
+                                kid: row.get(0)?,
+                                algorithm: row.get(1)?,
+                                private_key: row.get(2)?,
+                                public_key: row.get(3)?,
+                                created_at_ms: row.get(4)?,
+                            })
+                        })?
+                        .collect()
+                })
+                .map_err(|e| sqlite_error("signing_keys", e))
+        })
+        .await
+    }
+
+    async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
+        let key = key.clone();
+        with_conn(&self.writer, "insert_signing_key", move |conn| {
+            conn.prepare_cached(INSERT_SIGNING_KEY)
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        key.kid,
+                        key.algorithm,
+                        key.private_key,
+                        key.public_key,
+                        key.created_at_ms,
+                    ])
+                })
+                .map(|_| ())
+                .map_err(|e| sqlite_error("insert_signing_key", e))
         })
         .await
     }
@@ -426,7 +597,9 @@ mod tests {
             ])
             .await
             .expect("create");
-        assert_eq!(outcomes, vec![Applied; 2]);
+        // Creates are not changes.
+        assert!(outcomes.changes.is_empty());
+        assert_eq!(outcomes.outcomes, vec![Applied; 2]);
         assert_eq!(
             store.load_session(a.id).await.expect("load"),
             Some(a.clone())
@@ -487,13 +660,31 @@ mod tests {
                 issued_at_ms: 2_007,
             },
         ];
-        let outcomes = store.write_sessions(&batch).await.expect("batch");
+        let done = store.write_sessions(&batch).await.expect("batch");
         assert_eq!(
-            outcomes,
+            done.outcomes,
             vec![
                 Applied, Conflict, Applied, Applied, Conflict, Conflict, Applied, Applied,
                 Conflict, Conflict, Applied
             ]
+        );
+        // One entry per changed session, in its final state.
+        assert_eq!(
+            sorted(done.changes),
+            sorted(vec![
+                SessionChange {
+                    id: a.id,
+                    generation: 2,
+                    issued_at_ms: 2_007,
+                    revoked: false,
+                },
+                SessionChange {
+                    id: b.id,
+                    generation: 1,
+                    issued_at_ms: 2_006,
+                    revoked: true,
+                },
+            ])
         );
         let a2 = store.load_session(a.id).await.expect("load").expect("a");
         assert_eq!(
@@ -522,8 +713,21 @@ mod tests {
             ])
             .await
             .expect("batch");
-        assert_eq!(outcomes, vec![Conflict, Applied]);
-        assert_eq!(store.write_sessions(&[]).await.expect("empty"), vec![]);
+        assert_eq!(outcomes.outcomes, vec![Conflict, Applied]);
+        // Revoking a revoked session changes nothing, but reports its state.
+        assert_eq!(
+            outcomes.changes,
+            vec![SessionChange {
+                id: b.id,
+                generation: 1,
+                issued_at_ms: 2_006,
+                revoked: true,
+            }]
+        );
+        assert_eq!(
+            store.write_sessions(&[]).await.expect("empty"),
+            BatchOutcome::default()
+        );
     }
 
     #[tokio::test]
@@ -557,5 +761,295 @@ mod tests {
             .await
             .expect("find")
             .is_some());
+    }
+
+    fn sorted(mut changes: Vec<SessionChange>) -> Vec<SessionChange> {
+        changes.sort_by_key(|c| c.id.0);
+        changes
+    }
+
+    fn change(
+        session: &Session,
+        generation: u32,
+        issued_at_ms: i64,
+        revoked: bool,
+    ) -> SessionChange {
+        SessionChange {
+            id: session.id,
+            generation,
+            issued_at_ms,
+            revoked,
+        }
+    }
+
+    #[tokio::test]
+    async fn revoke_user_revokes_only_that_users_live_sessions() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("a.db"))
+            .await
+            .expect("open");
+        let alice = new_user("alice@example.com");
+        let bob = new_user("bob@example.com");
+        store.insert_user(&alice).await.expect("insert");
+        store.insert_user(&bob).await.expect("insert");
+        let s1 = Session::start(alice.id, 1_000, 60_000);
+        let s2 = Session::start(alice.id, 1_000, 60_000);
+        let s3 = Session::start(alice.id, 1_000, 60_000);
+        let t1 = Session::start(bob.id, 1_000, 60_000);
+        store
+            .write_sessions(&[
+                SessionWrite::Create(s1.clone()),
+                SessionWrite::Create(s2.clone()),
+                SessionWrite::Create(s3.clone()),
+                SessionWrite::Create(t1.clone()),
+            ])
+            .await
+            .expect("create");
+        store
+            .write_sessions(&[SessionWrite::Revoke {
+                id: s3.id,
+                revoked_at_ms: 1_500,
+            }])
+            .await
+            .expect("revoke");
+
+        let s4 = Session::start(alice.id, 2_000, 60_000);
+        let done = store
+            .write_sessions(&[
+                SessionWrite::Rotate {
+                    id: s1.id,
+                    from_generation: 0,
+                    issued_at_ms: 2_000,
+                },
+                SessionWrite::RevokeUser {
+                    user_id: alice.id,
+                    revoked_at_ms: 2_100,
+                },
+                // Created in the same batch: creates apply first, so the
+                // user revocation catches it too.
+                SessionWrite::Create(s4.clone()),
+                SessionWrite::RevokeUser {
+                    user_id: alice.id,
+                    revoked_at_ms: 2_200,
+                },
+                SessionWrite::Rotate {
+                    id: t1.id,
+                    from_generation: 0,
+                    issued_at_ms: 2_050,
+                },
+                // Rotations apply before user revocations.
+                SessionWrite::Rotate {
+                    id: s2.id,
+                    from_generation: 0,
+                    issued_at_ms: 2_300,
+                },
+            ])
+            .await
+            .expect("batch");
+        assert_eq!(done.outcomes, vec![WriteOutcome::Applied; 6]);
+        // Not `s3`, which was already revoked; not `s4`'s creation.
+        assert_eq!(
+            sorted(done.changes),
+            sorted(vec![
+                change(&s1, 1, 2_000, true),
+                change(&s2, 1, 2_300, true),
+                change(&s4, 0, 2_000, true),
+                change(&t1, 1, 2_050, false),
+            ])
+        );
+        for s in [&s1, &s2, &s3, &s4] {
+            let stored = store
+                .load_session(s.id)
+                .await
+                .expect("load")
+                .expect("session");
+            assert!(stored.revoked, "{:?}", s.id);
+        }
+        let t = store.load_session(t1.id).await.expect("load").expect("t1");
+        assert!(!t.revoked);
+        // `s3` keeps its own revocation time.
+        let since = store.changes_since(1_500).await.expect("since");
+        assert!(since.contains(&change(&s3, 0, 1_000, true)));
+        let since = store.changes_since(2_000).await.expect("since");
+        assert!(!since.iter().any(|c| c.id == s3.id));
+
+        // Nothing left to revoke: still applied, no changes.
+        let done = store
+            .write_sessions(&[SessionWrite::RevokeUser {
+                user_id: alice.id,
+                revoked_at_ms: 3_000,
+            }])
+            .await
+            .expect("again");
+        assert_eq!(done.outcomes, vec![WriteOutcome::Applied]);
+        assert!(done.changes.is_empty());
+    }
+
+    #[tokio::test]
+    async fn changes_since_reads_changes_from_the_cut_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("a.db"))
+            .await
+            .expect("open");
+        let user = new_user("dan@example.com");
+        store.insert_user(&user).await.expect("insert");
+        let [early, rotated, late, untouched] =
+            std::array::from_fn(|_| Session::start(user.id, 1_000, 60_000));
+        let creates: Vec<_> = [&early, &rotated, &late, &untouched]
+            .into_iter()
+            .map(|s| SessionWrite::Create(s.clone()))
+            .collect();
+        store.write_sessions(&creates).await.expect("create");
+        store
+            .write_sessions(&[SessionWrite::Revoke {
+                id: early.id,
+                revoked_at_ms: 1_999,
+            }])
+            .await
+            .expect("early");
+        store
+            .write_sessions(&[
+                SessionWrite::Rotate {
+                    id: rotated.id,
+                    from_generation: 0,
+                    issued_at_ms: 2_000,
+                },
+                SessionWrite::Revoke {
+                    id: late.id,
+                    revoked_at_ms: 2_500,
+                },
+            ])
+            .await
+            .expect("late");
+        assert_eq!(
+            sorted(store.changes_since(2_000).await.expect("since")),
+            sorted(vec![
+                change(&rotated, 1, 2_000, false),
+                change(&late, 0, 1_000, true),
+            ])
+        );
+        assert_eq!(store.changes_since(2_501).await.expect("since"), Vec::new());
+        assert_eq!(store.changes_since(0).await.expect("since").len(), 4);
+    }
+
+    #[tokio::test]
+    async fn prune_deletes_expired_sessions_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("a.db"))
+            .await
+            .expect("open");
+        let user = new_user("erin@example.com");
+        store.insert_user(&user).await.expect("insert");
+        // More than one chunk of expired sessions.
+        let mut expired: Vec<Session> = (0..PRUNE_CHUNK as usize + 3)
+            .map(|_| Session::start(user.id, 1_000, 4_000))
+            .collect();
+        let last = Session::start(user.id, 1_000, 8_999);
+        expired.push(last.clone());
+        let edge = Session::start(user.id, 1_000, 9_000);
+        let live = Session::start(user.id, 1_000, 60_000);
+        let mut creates: Vec<_> = expired.iter().cloned().map(SessionWrite::Create).collect();
+        creates.push(SessionWrite::Create(edge.clone()));
+        creates.push(SessionWrite::Create(live.clone()));
+        store.write_sessions(&creates).await.expect("create");
+
+        let deleted = store.prune_sessions(10_000).await.expect("prune");
+        assert_eq!(deleted, expired.len() as u64);
+        assert_eq!(store.load_session(last.id).await.expect("load"), None);
+        assert_eq!(
+            store.load_session(edge.id).await.expect("load"),
+            Some(edge.clone())
+        );
+        assert_eq!(store.load_session(live.id).await.expect("load"), Some(live));
+        // `before_ms` is exclusive.
+        assert_eq!(store.prune_sessions(10_000).await.expect("prune"), 0);
+        assert_eq!(store.prune_sessions(10_001).await.expect("prune"), 1);
+    }
+
+    fn key(kid: &str, created_at_ms: i64) -> SigningKeyRecord {
+        SigningKeyRecord {
+            kid: kid.into(),
+            algorithm: "EdDSA".into(),
+            private_key: format!("private-{kid}"),
+            public_key: format!("public-{kid}"),
+            created_at_ms,
+        }
+    }
+
+    #[tokio::test]
+    async fn signing_keys_round_trip_oldest_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&dir.path().join("a.db"))
+            .await
+            .expect("open");
+        assert!(store.signing_keys().await.expect("keys").is_empty());
+        for k in [key("b", 2_000), key("z", 1_000), key("a", 2_000)] {
+            store.insert_signing_key(&k).await.expect("insert");
+        }
+        // An existing kid is kept, not replaced.
+        let mut impostor = key("b", 500);
+        impostor.private_key = "other".into();
+        store.insert_signing_key(&impostor).await.expect("again");
+        assert_eq!(
+            store.signing_keys().await.expect("keys"),
+            vec![key("z", 1_000), key("a", 2_000), key("b", 2_000)]
+        );
+        // The private key never reaches a log through Debug.
+        assert!(!format!("{:?}", key("q", 1)).contains("private-q"));
+    }
+
+    #[tokio::test]
+    async fn has_no_change_feed() {
+        let store = SqliteStore::open(Path::new(":memory:"))
+            .await
+            .expect("open");
+        assert!(store.subscribe().is_none());
+    }
+
+    #[tokio::test]
+    async fn upgrades_a_version_1_database() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let user = new_user("old@example.com");
+        let session = Session::start(user.id, 1_000, 60_000);
+        {
+            let mut conn = open_connection(&path).expect("open");
+            migrations::apply_sqlite(&mut conn, &migrations::SQLITE[..1]).expect("v1");
+            conn.execute(
+                "INSERT INTO users (id, email, password_hash) VALUES (?1, ?2, 'x')",
+                params![user.id.0.to_string(), user.email.as_str()],
+            )
+            .expect("user");
+            conn.execute(
+                "INSERT INTO sessions (id, user_id, generation, issued_at_ms, expires_at_ms, \
+                 revoked_at_ms, created_at_ms) VALUES (?1, ?2, 0, 1000, 61000, NULL, 1000)",
+                params![session.id.0.to_string(), user.id.0.to_string()],
+            )
+            .expect("session");
+        }
+        let store = SqliteStore::open(&path).await.expect("upgrade");
+        assert_eq!(
+            migration_count(&store).await,
+            migrations::SQLITE.len() as i64
+        );
+        assert_eq!(
+            store.load_session(session.id).await.expect("load"),
+            Some(session.clone())
+        );
+        // Never changed, so only a cut-off of 0 reports it.
+        assert_eq!(store.changes_since(0).await.expect("since").len(), 1);
+        assert!(store.changes_since(1).await.expect("since").is_empty());
+        let done = store
+            .write_sessions(&[SessionWrite::RevokeUser {
+                user_id: user.id,
+                revoked_at_ms: 5_000,
+            }])
+            .await
+            .expect("revoke");
+        assert_eq!(done.changes, vec![change(&session, 0, 1_000, true)]);
+        assert_eq!(
+            store.changes_since(5_000).await.expect("since"),
+            done.changes
+        );
     }
 }
