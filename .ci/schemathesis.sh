@@ -96,7 +96,7 @@ log "schemathesis run (${MAX_EXAMPLES} examples per operation and phase)"
 args=(
   run "${BASE}/openapi.json"
   --checks not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance,response_headers_conformance
-  --phases examples,coverage,fuzzing
+  --phases examples,coverage,fuzzing,stateful
   --max-examples "${MAX_EXAMPLES}"
   --request-timeout 10
   --workers 4

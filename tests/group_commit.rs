@@ -34,7 +34,9 @@ async fn stored_generations(db: &TestDb) -> HashMap<String, i64> {
                 .prepare("SELECT id, generation FROM sessions")
                 .expect("query");
             let rows = statement
-                .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })
                 .expect("rows");
             rows.map(|r| r.expect("row")).collect()
         }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use tokio::task::JoinSet;
+
 use crate::support::{email, spawn_app, Backend, ChildApp, TestApp, TestDb, PASSWORD};
 
 both_backends!(state_survives_graceful_restart, state_survives_kill_9);
@@ -58,13 +60,30 @@ async fn state_survives_kill_9(backend: Backend) {
     let revoked = first.api.signed_up(&user).await;
     let rotated_from = first.api.signed_in(&user).await;
     let rotated = first.api.refreshed(&rotated_from).await;
-    let reply = first.api.revoke(&revoked).await;
-    assert_eq!(reply.status, 200, "{reply:?}");
-    // No shutdown, no flush: the acknowledgement must already be durable.
+    let mut more = Vec::new();
+    for _ in 0..6 {
+        more.push(first.api.signed_in(&user).await);
+    }
+    // Revoke them all at once, then kill the server the moment the last
+    // acknowledgement arrives: no shutdown, no flush, so each
+    // acknowledgement must already have been durable.
+    let mut revokes = JoinSet::new();
+    for token in std::iter::once(&revoked).chain(&more) {
+        let api = first.api.clone();
+        let token = token.clone();
+        revokes.spawn(async move { api.revoke(&token).await });
+    }
+    while let Some(done) = revokes.join_next().await {
+        let reply = done.expect("revoke task");
+        assert_eq!(reply.status, 200, "{reply:?}");
+    }
     first.kill();
 
     let second = ChildApp::start(&db, 2).await;
     second.api.refused(&revoked).await;
+    for token in &more {
+        second.api.refused(token).await;
+    }
     second.api.authorized(&rotated).await;
     second
         .api

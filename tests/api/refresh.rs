@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{claims_of, email, spawn_app, wait_for, Backend};
+use crate::support::{claims_of, email, spawn_app, wait_for, Backend, Reply, PASSWORD};
 
 both_backends!(
     refresh_rotates,
@@ -87,7 +87,8 @@ async fn expired_token_can_be_refreshed(backend: Backend) {
         return;
     };
     let user = email();
-    let t0 = app.signed_up(&user).await;
+    short_lived(&app.signup(&user, PASSWORD).await, 201);
+    let t0 = short_lived(&app.signin(&user, PASSWORD).await, 200);
     let expired = |token: String| {
         let app = &app;
         move || {
@@ -110,7 +111,7 @@ async fn expired_token_can_be_refreshed(backend: Backend) {
     reply.error(401, "token_expired");
 
     // The session is alive: the expired token refreshes.
-    let t1 = app.refresh(&t0).await.token(200);
+    let t1 = short_lived(&app.refresh(&t0).await, 200);
     assert_ne!(t1, t0);
     app.authorized(&t1).await;
     app.authorize(&t0)
@@ -132,12 +133,29 @@ async fn expired_token_can_be_refreshed(backend: Backend) {
         .unauthorized(&["token_revoked", "invalid_token"]);
 }
 
+/// The token of a token answer with `status` whose token lives 1 s:
+/// `expires_in` is whole seconds, so it may already read 0.
+#[track_caller]
+fn short_lived(reply: &Reply, status: u16) -> String {
+    assert_eq!(reply.status, status, "{reply:?}");
+    assert_eq!(reply.body["token_type"], "bearer", "{reply:?}");
+    let expires_in = reply.body["expires_in"].as_i64();
+    assert!(
+        matches!(expires_in, Some(0..=1)),
+        "expires_in of a 1 s token: {reply:?}"
+    );
+    reply.body["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token: {reply:?}"))
+        .to_owned()
+}
+
 async fn session_lifetime_is_absolute(backend: Backend) {
     let Some(app) = spawn_app(
         backend,
         &[
             ("AUTHD_ACCESS_TOKEN_TTL_SECS", "1"),
-            ("AUTHD_SESSION_TTL_SECS", "2"),
+            ("AUTHD_SESSION_TTL_SECS", "3"),
         ],
     )
     .await
@@ -145,8 +163,9 @@ async fn session_lifetime_is_absolute(backend: Backend) {
         return;
     };
     let user = email();
-    let t0 = app.signed_up(&user).await;
-    // The session started before this instant, so it ends before `started + 2 s`.
+    short_lived(&app.signup(&user, PASSWORD).await, 201);
+    let t0 = short_lived(&app.signin(&user, PASSWORD).await, 200);
+    // The session started before this instant, so it ends before `started + 3 s`.
     let started = Instant::now();
     let claims = claims_of(&t0);
     assert!(
@@ -154,11 +173,12 @@ async fn session_lifetime_is_absolute(backend: Backend) {
         "access tokens live 1 s here: {claims}"
     );
 
-    // Inside the session's lifetime a refresh works...
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let t1 = app.refreshed(&t0).await;
-    // ...but does not extend it.
-    let end = started + Duration::from_millis(2300);
+    // Inside the session's lifetime a refresh works (of an expired token)...
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let t1 = short_lived(&app.refresh(&t0).await, 200);
+    assert_ne!(t1, t0);
+    // ...but does not extend it (a sliding lifetime would end at +4.5 s).
+    let end = started + Duration::from_millis(3300);
     tokio::time::sleep(end.saturating_duration_since(Instant::now())).await;
     app.refresh(&t1)
         .await
@@ -168,6 +188,6 @@ async fn session_lifetime_is_absolute(backend: Backend) {
         .unauthorized(&["token_expired", "token_revoked", "invalid_token"]);
 
     // Signing in starts a new session.
-    let fresh = app.signed_in(&user).await;
+    let fresh = short_lived(&app.signin(&user, PASSWORD).await, 200);
     app.authorized(&fresh).await;
 }

@@ -87,7 +87,10 @@ async fn an_instance_that_lost_its_listener_catches_up() {
     let url = db.url_via(proxy.addr);
     let b = TestApp::spawn_on(
         Arc::clone(&db),
-        &[("DATABASE_URL", url.as_str()), ("AUTHD_DB_TIMEOUT_MS", "500")],
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("AUTHD_DB_TIMEOUT_MS", "500"),
+        ],
     )
     .await;
     let token = a.signed_up(&email()).await;
@@ -133,7 +136,10 @@ async fn logout_everywhere_across_instances() {
     a.authorized(&bystander).await;
     // An unknown scope is a client error.
     let reply = a
-        .post_json("/revoke", &json!({ "access_token": bystander, "scope": "galaxy" }))
+        .post_json(
+            "/revoke",
+            &json!({ "access_token": bystander, "scope": "galaxy" }),
+        )
         .await;
     reply.error(422, "invalid_request");
 }

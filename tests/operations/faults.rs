@@ -61,10 +61,14 @@ async fn postgres_outage_under_load() {
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     proxy.stop().await;
-    wait_for("/health to report the outage", Duration::from_secs(5), || async {
-        let reply = app.health().await;
-        (reply.status == 503 && reply.body["status"] == "unhealthy").then_some(())
-    })
+    wait_for(
+        "/health to report the outage",
+        Duration::from_secs(5),
+        || async {
+            let reply = app.health().await;
+            (reply.status == 503 && reply.body["status"] == "unhealthy").then_some(())
+        },
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     proxy.start().await;
@@ -100,7 +104,10 @@ async fn postgres_outage_under_load() {
         let claims = claims_of(token);
         let sid = claims["sid"].as_str().expect("sid");
         let row = client
-            .query_one("SELECT generation FROM sessions WHERE id::text = $1", &[&sid])
+            .query_one(
+                "SELECT generation FROM sessions WHERE id::text = $1",
+                &[&sid],
+            )
             .await
             .expect("the session is stored");
         let stored: i64 = row.get(0);

@@ -28,7 +28,9 @@ async fn jwks(app: &TestApp) -> JwkSet {
 
 /// Verifies `token` the way an outside service would: from the JWKS only.
 fn verify_with_jwks(set: &JwkSet, token: &str) -> Value {
-    let jwk = set.find(&kid_of(token)).expect("the token's kid is in the JWKS");
+    let jwk = set
+        .find(&kid_of(token))
+        .expect("the token's kid is in the JWKS");
     let key = DecodingKey::from_jwk(jwk).expect("usable JWK");
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.set_audience(&["authd"]);
@@ -39,7 +41,10 @@ fn verify_with_jwks(set: &JwkSet, token: &str) -> Value {
 }
 
 async fn ed25519_keys_rotate(backend: Backend) {
-    let overrides = [("AUTHD_JWT_ALGORITHM", "EdDSA"), ("AUTHD_KEY_RELOAD_SECS", "1")];
+    let overrides = [
+        ("AUTHD_JWT_ALGORITHM", "EdDSA"),
+        ("AUTHD_KEY_RELOAD_SECS", "1"),
+    ];
     let Some(app) = spawn_app(backend, &overrides).await else {
         return;
     };
@@ -73,10 +78,14 @@ async fn ed25519_keys_rotate(backend: Backend) {
     assert_ne!(new_kid, old_kid);
 
     // The running instance picks the key up (key_reload_secs = 1).
-    let set = wait_for("the JWKS lists both keys", Duration::from_secs(5), || async {
-        let set = jwks(&app).await;
-        (set.keys.len() == 2).then_some(set)
-    })
+    let set = wait_for(
+        "the JWKS lists both keys",
+        Duration::from_secs(5),
+        || async {
+            let set = jwks(&app).await;
+            (set.keys.len() == 2).then_some(set)
+        },
+    )
     .await;
     let after = app.signed_in(&user).await;
     assert_eq!(kid_of(&after), new_kid, "new tokens carry the new kid");

@@ -20,7 +20,9 @@ async fn signin_is_rate_limited_per_account_with_retry_after() {
     let user = email();
     app.signed_up(&user).await; // 1
     app.signed_in(&user).await; // 2
-    app.signin(&user, "wrong password!").await.error(401, "invalid_credentials"); // 3
+    app.signin(&user, "wrong password!")
+        .await
+        .error(401, "invalid_credentials"); // 3
     let limited = app.signin(&user, PASSWORD).await;
     limited.error(429, "rate_limited");
     let retry_after: u64 = limited
@@ -47,9 +49,13 @@ async fn signin_is_rate_limited_per_address() {
     .await
     .expect("sqlite");
     for _ in 0..4 {
-        app.signin(&email(), PASSWORD).await.error(401, "invalid_credentials");
+        app.signin(&email(), PASSWORD)
+            .await
+            .error(401, "invalid_credentials");
     }
-    app.signin(&email(), PASSWORD).await.error(429, "rate_limited");
+    app.signin(&email(), PASSWORD)
+        .await
+        .error(429, "rate_limited");
 }
 
 /// Sign-in for an unknown e-mail and for a wrong password must take the
@@ -72,17 +78,25 @@ async fn unknown_email_and_wrong_password_take_the_same_time() {
     app.signed_up(&user).await;
     // Warm up connections and allocator.
     for _ in 0..3 {
-        app.signin(&user, "wrong password!").await.error(401, "invalid_credentials");
-        app.signin(&email(), "wrong password!").await.error(401, "invalid_credentials");
+        app.signin(&user, "wrong password!")
+            .await
+            .error(401, "invalid_credentials");
+        app.signin(&email(), "wrong password!")
+            .await
+            .error(401, "invalid_credentials");
     }
     let mut unknown = Vec::new();
     let mut wrong = Vec::new();
     for _ in 0..30 {
         let started = Instant::now();
-        app.signin(&email(), "wrong password!").await.error(401, "invalid_credentials");
+        app.signin(&email(), "wrong password!")
+            .await
+            .error(401, "invalid_credentials");
         unknown.push(started.elapsed());
         let started = Instant::now();
-        app.signin(&user, "wrong password!").await.error(401, "invalid_credentials");
+        app.signin(&user, "wrong password!")
+            .await
+            .error(401, "invalid_credentials");
         wrong.push(started.elapsed());
     }
     let median = |v: &mut Vec<Duration>| {

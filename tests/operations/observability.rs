@@ -27,7 +27,9 @@ async fn metrics_exposed(backend: Backend) {
     let token = app.signed_up(&user).await;
     let token = app.refreshed(&token).await;
     app.authorized(&token).await;
-    app.signin(&user, "wrong password!").await.error(401, "invalid_credentials");
+    app.signin(&user, "wrong password!")
+        .await
+        .error(401, "invalid_credentials");
     assert!(app.services.tokens.crash());
     wait_for("restart", Duration::from_secs(5), || async {
         (app.services.restarts.get(ActorKind::Token) >= 1).then_some(())

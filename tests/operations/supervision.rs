@@ -12,7 +12,10 @@ use crate::support::{spawn_app, wait_for, Backend};
 async fn repeated_failures_escalate_and_stop_the_service() {
     let mut app = spawn_app(
         Backend::Sqlite,
-        &[("AUTHD_RESTART_LIMIT", "2"), ("AUTHD_RESTART_WINDOW_SECS", "60")],
+        &[
+            ("AUTHD_RESTART_LIMIT", "2"),
+            ("AUTHD_RESTART_WINDOW_SECS", "60"),
+        ],
     )
     .await
     .expect("sqlite is always available");

@@ -9,6 +9,11 @@
 //! `SKIPPED (PostgreSQL not reachable): <test>` and passes, unless
 //! `AUTHD_REQUIRE_POSTGRES=1`, which turns the skip into a failure.
 //! `AUTHD_TEST_LOG=<filter>` shows the in-process apps' logs.
+//!
+//! Several test binaries include this module and each uses a different part
+//! of it, hence the `dead_code` and `unused_macros` allowances.
+
+#![allow(dead_code, unused_macros)]
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -108,6 +113,7 @@ pub async fn postgres_available() -> bool {
 /// when the last handle goes). The temporary directory exists for both
 /// backends and also holds `AUTHD_DATA_DIR` and child-process logs.
 pub struct TestDb {
+    pub backend: Backend,
     /// The `DATABASE_URL` of this database.
     pub url: String,
     dir: TempDir,
@@ -136,6 +142,7 @@ impl TestDb {
             }
         };
         Some(Arc::new(TestDb {
+            backend,
             url,
             dir,
             pg_name,
