@@ -68,6 +68,7 @@ pub struct Settings {
     pub argon2_p: u32,
     pub hash_concurrency: usize,
     pub hash_queue_limit: usize,
+    pub hash_thread_nice: i32,
 
     pub log_format: LogFormat,
     pub log_level: String,

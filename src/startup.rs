@@ -75,6 +75,7 @@ impl Application {
             settings.argon2_p,
             settings.hash_threads(),
             settings.hash_queue_limit,
+            settings.hash_thread_nice,
         )?;
 
         let request_timeout = settings.request_timeout();

@@ -32,6 +32,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "change_feed_and_signing_keys",
         sql: include_str!("../../sql/postgres/0002_change_feed_and_signing_keys.sql"),
     },
+    Migration {
+        version: 3,
+        name: "hot_rotations",
+        sql: include_str!("../../sql/postgres/0003_hot_rotations.sql"),
+    },
 ];
 
 pub const SQLITE: &[Migration] = &[
@@ -44,6 +49,11 @@ pub const SQLITE: &[Migration] = &[
         version: 2,
         name: "change_feed_and_signing_keys",
         sql: include_str!("../../sql/sqlite/0002_change_feed_and_signing_keys.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "hot_rotations",
+        sql: include_str!("../../sql/sqlite/0003_hot_rotations.sql"),
     },
 ];
 
