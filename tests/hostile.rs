@@ -69,11 +69,6 @@ async fn post_raw(app: &TestApp, path: &str, body: impl Into<reqwest::Body>) -> 
 
 /// Asserts an exact error answer, then that the server is still healthy.
 async fn refused(app: &TestApp, reply: Reply, status: u16, code: &str, what: &str) {
-    if reply.status != status || reply.body["error"] != code {
-        eprintln!("SOFT MISMATCH {what}: expected {status} {code}, got {} {}", reply.status, reply.body);
-        alive(app).await;
-        return;
-    }
     assert_eq!(reply.status, status, "{what}: {reply:?}");
     reply.error(status, code);
     alive(app).await;
@@ -232,10 +227,6 @@ async fn broken_json(backend: Backend) {
                 ]
                 .concat(),
             ),
-            (
-                "a lone surrogate escape",
-                format!(r#"{{"{first}": "\ud800@example.com"{rest}}}"#).into_bytes(),
-            ),
             ("NUL bytes", b"\0\0\0\0".to_vec()),
             (
                 "single quotes",
@@ -262,6 +253,15 @@ async fn broken_json(backend: Backend) {
             )
             .await;
         }
+        // A lone surrogate escape is allowed by the JSON grammar but is no
+        // Unicode string: a 400 or a 422 is right, never a success.
+        let body = format!(r#"{{"{first}": "\ud800@example.com"{rest}}}"#);
+        let reply = post_raw(&app, path, body).await;
+        match reply.status {
+            400 => reply.error(400, "malformed_json"),
+            _ => reply.error(422, "invalid_request"),
+        }
+        alive(&app).await;
     }
     // The legacy aliases and the GET with a body read JSON the same way.
     for (method, path) in [
@@ -496,6 +496,8 @@ async fn unknown_and_duplicate_fields(backend: Backend) {
             json!({"access_token": token, "scope": "everything"}),
         ),
         ("/revoke", json!({"access_token": token, "scope": null})),
+        ("/revoke", json!({"access_token": token, "scope": 5})),
+        ("/revoke", json!({"access_token": token, "scope": ["all"]})),
         ("/revoke", json!({"access_token": token, "scope": "ALL"})),
     ] {
         let reply = app.post_json(path, &body).await;
@@ -563,10 +565,22 @@ async fn oversized_bodies(backend: Backend) {
         alive(&app).await;
     }
 
-    // Through an ordinary client: one byte over the limit, and far over.
+    // Through an ordinary keep-alive client: one byte over the limit, and
+    // far over. The server does not read the rest of such a body, so it
+    // must close the connection and say so (`Connection: close`): a client
+    // that is not told reuses the connection for its next request, which
+    // then fails when the server hangs up.
     for size in [BODY_LIMIT + 1, 4 * BODY_LIMIT] {
         let body = format!(r#"{{"access_token": "{}"}}"#, "a".repeat(size));
         let reply = post_raw(&app, "/refresh", body).await;
+        assert_eq!(
+            reply
+                .headers
+                .get(reqwest::header::CONNECTION)
+                .and_then(|v| v.to_str().ok()),
+            Some("close"),
+            "a 413 for an unread body must close the connection: {reply:?}"
+        );
         refused(
             &app,
             reply,
@@ -1231,5 +1245,22 @@ async fn slow_headers_are_cut_off() {
         .expect("write");
     until_closed(&mut idle, Duration::from_secs(3)).await;
 
+    alive(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_http2_preface_is_disconnected() {
+    let app = app(Backend::Sqlite, &[("AUTHD_HEADER_READ_TIMEOUT_MS", "500")])
+        .await
+        .expect("SQLite is always available");
+    let addr = app.address.trim_start_matches("http://").to_owned();
+
+    // The start of the HTTP/2 connection preface, and then nothing.
+    let mut stalled = TcpStream::connect(&addr).await.expect("connect");
+    stalled
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .await
+        .expect("write");
+    until_closed(&mut stalled, Duration::from_secs(3)).await;
     alive(&app).await;
 }

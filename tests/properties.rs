@@ -76,10 +76,43 @@ fn non_object() -> impl Strategy<Value = Value> {
     ]
 }
 
+/// A body every request type would accept, but with bytes that are not
+/// UTF-8 (so not JSON, RFC 8259 section 8.1) inside an unknown field's
+/// string, key or nested value.
+fn complete_body_with_bad_utf8() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::collection::vec(0x80u8..=0xff, 1..4),
+        0usize..3,
+        "[a-z]{1,6}",
+    )
+        .prop_map(|(bad, place, key)| {
+            let mut body = br#"{"email": "a@example.com", "password": "correct horse", "#.to_vec();
+            body.extend_from_slice(br#""access_token": "t", ""#);
+            match place {
+                0 => {
+                    body.extend_from_slice(format!(r#"{key}": ""#).as_bytes());
+                    body.extend_from_slice(&bad);
+                    body.extend_from_slice(br#""}"#);
+                }
+                1 => {
+                    body.extend_from_slice(&bad);
+                    body.extend_from_slice(br#"": 1}"#);
+                }
+                _ => {
+                    body.extend_from_slice(format!(r#"{key}": [{{""#).as_bytes());
+                    body.extend_from_slice(&bad);
+                    body.extend_from_slice(br#"": null}]}"#);
+                }
+            }
+            body
+        })
+}
+
 /// Bytes to decode: raw noise, serialized documents, and documents cut
 /// short or with one byte changed.
 fn body_bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
+        complete_body_with_bad_utf8(),
         prop::collection::vec(any::<u8>(), 0..256),
         json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
         (json_value(), any::<prop::sample::Index>()).prop_map(|(v, at)| {
@@ -99,6 +132,17 @@ fn body_bytes() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// `bytes` for a failure message: as text where they are UTF-8.
+fn shown(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => format!("{text:?}"),
+        Err(_) => format!(
+            "{:?} (not UTF-8: {bytes:?})",
+            String::from_utf8_lossy(bytes)
+        ),
+    }
+}
+
 /// The object `bytes` holds, if they are a JSON object.
 fn as_object(bytes: &[u8]) -> Option<Map<String, Value>> {
     match serde_json::from_slice::<Value>(bytes) {
@@ -116,7 +160,8 @@ fn check_decode(bytes: &[u8]) -> Result<(), TestCaseError> {
         Ok(body) => {
             let object = object.as_ref().ok_or_else(|| {
                 TestCaseError::fail(format!(
-                    "CredentialsBody from a non-object: {bytes:?} -> {body:?}"
+                    "CredentialsBody decoded from what is not a JSON object: {} -> {body:?}",
+                    shown(bytes)
                 ))
             })?;
             prop_assert_eq!(
@@ -134,7 +179,8 @@ fn check_decode(bytes: &[u8]) -> Result<(), TestCaseError> {
         Ok(body) => {
             let object = object.as_ref().ok_or_else(|| {
                 TestCaseError::fail(format!(
-                    "TokenBody from a non-object: {bytes:?} -> {body:?}"
+                    "TokenBody decoded from what is not a JSON object: {} -> {body:?}",
+                    shown(bytes)
                 ))
             })?;
             prop_assert_eq!(
@@ -148,7 +194,8 @@ fn check_decode(bytes: &[u8]) -> Result<(), TestCaseError> {
         Ok(body) => {
             let object = object.as_ref().ok_or_else(|| {
                 TestCaseError::fail(format!(
-                    "RevokeBody from a non-object: {bytes:?} -> {body:?}"
+                    "RevokeBody decoded from what is not a JSON object: {} -> {body:?}",
+                    shown(bytes)
                 ))
             })?;
             prop_assert_eq!(
@@ -206,7 +253,14 @@ proptest! {
             match result {
                 Ok(()) => prop_assert!(false, "{} decoded from the non-object {}", name, value),
                 // Well-formed JSON of the wrong shape: 422, not 400.
-                Err(e) => prop_assert_eq!(e.code(), "invalid_request", "{} on {}: {}", name, value, e),
+                Err(e) => prop_assert_eq!(
+                    e.code(),
+                    "invalid_request",
+                    "{} on {}: {}",
+                    name,
+                    value,
+                    e
+                ),
             }
         }
     }
@@ -222,7 +276,8 @@ proptest! {
             "email": email, "password": password, "access_token": token, "unknown": extra,
         });
         let bytes = serde_json::to_vec(&body).unwrap();
-        let credentials = decode::<CredentialsBody>(&bytes).expect("a well-formed credentials object decodes");
+        let credentials =
+            decode::<CredentialsBody>(&bytes).expect("a well-formed credentials object decodes");
         prop_assert_eq!(credentials.email, email);
         prop_assert_eq!(credentials.password, password);
         let revoke = decode::<RevokeBody>(&bytes).expect("a well-formed revoke object decodes");
@@ -277,7 +332,14 @@ proptest! {
     ]) {
         let expected_ok = raw.len() <= 1024 && raw.chars().count() >= 8;
         let result = Password::parse(raw.clone());
-        prop_assert_eq!(result.is_ok(), expected_ok, "{:?} ({} bytes, {} chars)", raw, raw.len(), raw.chars().count());
+        prop_assert_eq!(
+            result.is_ok(),
+            expected_ok,
+            "{:?} ({} bytes, {} chars)",
+            raw,
+            raw.len(),
+            raw.chars().count()
+        );
         if let Ok(password) = result {
             prop_assert_eq!(password.expose(), raw.as_bytes());
             prop_assert_eq!(format!("{password:?}"), "Password(***)");
@@ -463,7 +525,11 @@ proptest! {
     ]) {
         let codec = codec();
         prop_assert!(codec.verify(&raw).is_err(), "{:?} verified", raw);
-        prop_assert!(codec.verify_allow_expired(&raw).is_err(), "{:?} verified (expired allowed)", raw);
+        prop_assert!(
+            codec.verify_allow_expired(&raw).is_err(),
+            "{:?} verified (expired allowed)",
+            raw
+        );
     }
 
     #[test]

@@ -18,6 +18,8 @@ impl Email {
             field: "email",
             reason,
         };
+        let lowered = raw.to_lowercase();
+        let raw = lowered.as_str();
         if raw.is_empty() {
             return Err(invalid("must not be empty"));
         }

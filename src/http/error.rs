@@ -30,8 +30,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("no such endpoint")]
     NotFound,
-    #[error("method not allowed for this endpoint")]
-    MethodNotAllowed,
+    #[error("method not allowed for this endpoint (allowed: {allow})")]
+    MethodNotAllowed { allow: &'static str },
     #[error("missing bearer token in the Authorization header")]
     MissingToken,
     #[error("invalid e-mail or password")]
@@ -87,7 +87,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::MissingToken | ApiError::BadCredentials | ApiError::Token(_) => {
                 StatusCode::UNAUTHORIZED
             }
@@ -106,7 +106,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::MissingToken => "missing_token",
             ApiError::BadCredentials => "invalid_credentials",
             ApiError::Token(TokenFailure::Expired) => "token_expired",
@@ -142,9 +142,15 @@ impl ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if matches!(self, ApiError::PayloadTooLarge(_)) {
+            headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         match &self {
             ApiError::Unavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                headers.insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
             }
             ApiError::RateLimited { retry_after_secs } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));

@@ -103,22 +103,31 @@ pub async fn read_json<T: DeserializeOwned>(
     decode(&body)
 }
 
-/// Decodes a JSON body: syntax errors are 400, a valid document of the
-/// wrong shape (not an object, missing field, wrong type) is 422.
+/// Decodes a JSON body: bytes that are not UTF-8 or not JSON are 400; a
+/// valid document of the wrong shape (not an object, missing field, wrong
+/// type) is 422.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let value: T = serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidBody(e.to_string()),
-        _ => ApiError::MalformedJson(e.to_string()),
-    })?;
-    // serde's derived structs also accept a JSON array of the fields in
-    // order; our bodies are objects, so refuse anything else.
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first != Some(&b'{') {
-        return Err(ApiError::InvalidBody(
+    // The whole body, unknown fields included (serde skips those unread).
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::MalformedJson(format!("body is not UTF-8: {e}")))?;
+    match serde_json::from_str::<T>(text) {
+        // serde's derived structs also accept an array of the fields in
+        // order; our bodies are objects.
+        Ok(value) if text.trim_start().starts_with('{') => Ok(value),
+        Ok(_) => Err(ApiError::InvalidBody(
             "the body must be a JSON object".into(),
-        ));
+        )),
+        // A typed decode stops at the first mismatch, which can look like a
+        // syntax error ("trailing characters" after a short array): decide
+        // 400 or 422 by whether the text is JSON at all.
+        Err(e) => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Err(syntax) => Err(ApiError::MalformedJson(syntax.to_string())),
+            Ok(_) if !text.trim_start().starts_with('{') => Err(ApiError::InvalidBody(
+                "the body must be a JSON object".into(),
+            )),
+            Ok(_) => Err(ApiError::InvalidBody(e.to_string())),
+        },
     }
-    Ok(value)
 }
 
 /// JSON bodies must say so, or say nothing (many clients omit the header).

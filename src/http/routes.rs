@@ -92,24 +92,24 @@ impl Endpoint {
 /// for a known path with the wrong method.
 pub fn route(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
     let (allowed, endpoint) = match path {
-        "/signup" | "/auth/signup" => (Method::POST, Endpoint::SignUp),
-        "/signin" | "/auth/signin" => (Method::POST, Endpoint::SignIn),
-        "/refresh" => (Method::POST, Endpoint::Refresh),
-        "/auth/refresh" => (Method::PUT, Endpoint::Refresh),
-        "/revoke" => (Method::POST, Endpoint::Revoke),
-        "/auth/revoke" => (Method::DELETE, Endpoint::Revoke),
-        "/authorize" => (Method::GET, Endpoint::Authorize),
-        "/auth/authorize-token" => (Method::GET, Endpoint::AuthorizeToken),
-        "/health" => (Method::GET, Endpoint::Health),
-        "/.well-known/jwks.json" => (Method::GET, Endpoint::Jwks),
-        "/metrics" => (Method::GET, Endpoint::Metrics),
-        "/openapi.json" => (Method::GET, Endpoint::OpenApi),
+        "/signup" | "/auth/signup" => ("POST", Endpoint::SignUp),
+        "/signin" | "/auth/signin" => ("POST", Endpoint::SignIn),
+        "/refresh" => ("POST", Endpoint::Refresh),
+        "/auth/refresh" => ("PUT", Endpoint::Refresh),
+        "/revoke" => ("POST", Endpoint::Revoke),
+        "/auth/revoke" => ("DELETE", Endpoint::Revoke),
+        "/authorize" => ("GET", Endpoint::Authorize),
+        "/auth/authorize-token" => ("GET", Endpoint::AuthorizeToken),
+        "/health" => ("GET", Endpoint::Health),
+        "/.well-known/jwks.json" => ("GET", Endpoint::Jwks),
+        "/metrics" => ("GET", Endpoint::Metrics),
+        "/openapi.json" => ("GET", Endpoint::OpenApi),
         _ => return Err(ApiError::NotFound),
     };
-    if *method == allowed {
+    if method.as_str() == allowed {
         Ok(endpoint)
     } else {
-        Err(ApiError::MethodNotAllowed)
+        Err(ApiError::MethodNotAllowed { allow: allowed })
     }
 }
 
@@ -328,7 +328,7 @@ mod tests {
         );
         assert!(matches!(
             route(&Method::GET, "/signup"),
-            Err(ApiError::MethodNotAllowed)
+            Err(ApiError::MethodNotAllowed { allow: "POST" })
         ));
         assert!(matches!(
             route(&Method::GET, "/nope"),

@@ -83,12 +83,30 @@ pub async fn serve(
             let id = request_ids.fetch_add(1, Ordering::Relaxed);
             async move { Ok::<_, Infallible>(handle(request, &ctx, id, peer).await) }
         });
-        let connection = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let preface_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            const H2: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+            let waited = tokio::time::timeout(preface_timeout, async {
+                let mut buf = [0u8; 24];
+                loop {
+                    match stream.peek(&mut buf).await {
+                        Ok(0) | Err(_) => return false,
+                        Ok(n) if n >= H2.len() || !H2.starts_with(&buf[..n]) => return true,
+                        Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+            })
+            .await;
+            if !matches!(waited, Ok(true)) {
+                drop(permit);
+                return;
+            }
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
             drop(permit);

@@ -11,12 +11,14 @@
 //! `AUTHD_TEST_LOG=<filter>` shows the in-process apps' logs.
 //!
 //! Several test binaries include this module and each uses a different part
-//! of it, hence the `dead_code` and `unused_macros` allowances.
+//! of it, hence the allowance for unused items (the `unused` group, so that
+//! an includer that also allows `dead_code` does not duplicate it).
 
-#![allow(dead_code, unused_macros)]
+#![allow(unused)]
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::io::Write;
 use std::net::SocketAddr;
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
@@ -104,7 +106,13 @@ pub async fn postgres_available() -> bool {
             test_name()
         );
     }
-    eprintln!("SKIPPED (PostgreSQL not reachable): {}", test_name());
+    // Straight to the process's stderr: libtest captures `eprintln!`, and
+    // a skip should be visible in a passing run.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED (PostgreSQL not reachable): {}",
+        test_name()
+    );
     false
 }
 
