@@ -11,4 +11,5 @@ mod faults;
 mod keys;
 mod limits;
 mod observability;
+mod shutdown;
 mod supervision;

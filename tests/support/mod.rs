@@ -631,6 +631,11 @@ pub struct ChildApp {
 impl ChildApp {
     /// Starts the binary and waits until `/health` answers 200.
     pub async fn start(db: &TestDb, run: usize) -> ChildApp {
+        ChildApp::start_with(db, run, &[]).await
+    }
+
+    /// Like [`start`](Self::start), with extra environment variables.
+    pub async fn start_with(db: &TestDb, run: usize, overrides: &[(&str, &str)]) -> ChildApp {
         let port = free_port();
         let log = db.dir().join(format!("authd-{run}.log"));
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -643,6 +648,7 @@ impl ChildApp {
             command.env(key, value);
         }
         command
+            .envs(overrides.iter().copied())
             .env("AUTHD_BIND", format!("127.0.0.1:{port}"))
             .env("AUTHD_LOG_LEVEL", "info")
             .stdin(Stdio::null())
@@ -678,6 +684,26 @@ impl ChildApp {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits (at most `limit`) for the process to exit.
+    pub async fn terminate(mut self, limit: Duration) -> std::process::ExitStatus {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("child status") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "authd did not exit within {limit:?} of SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// SIGKILL: no shutdown, no flush, no destructor.
