@@ -33,6 +33,13 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         rounds: u32,
     },
+    /// Measure the memory of TokenActor's session cache: insert `sessions`
+    /// entries into the same map type and print resident bytes per session
+    /// as a JSON line. Used by the benchmark script.
+    CacheFootprint {
+        #[arg(long, default_value_t = 1_000_000)]
+        sessions: usize,
+    },
     /// Manage the Ed25519 signing keys stored in the database.
     Keys {
         #[command(subcommand)]
@@ -70,6 +77,7 @@ fn main() -> ExitCode {
         Command::Serve => serve(settings),
         Command::Keys { action } => keys(settings, action),
         Command::HashCost { rounds } => hash_cost(&settings, rounds),
+        Command::CacheFootprint { sessions } => cache_footprint(sessions),
     }
 }
 
@@ -105,6 +113,38 @@ fn hash_cost(settings: &Settings, rounds: u32) -> ExitCode {
         threads as f64 / per_hash
     );
     ExitCode::SUCCESS
+}
+
+fn cache_footprint(sessions: usize) -> ExitCode {
+    use authd::domain::{now_ms, Session, SessionId, UserId};
+    fn resident_bytes() -> Option<u64> {
+        let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+        Some(pages * 4096)
+    }
+    let before = resident_bytes();
+    let cache = authd::actors::token::SessionCache::new();
+    let now = now_ms();
+    for _ in 0..sessions {
+        let session = Session::start(UserId::new_random(), now, 604_800_000);
+        cache.insert(session.id, session.state());
+    }
+    let after = resident_bytes();
+    match (before, after) {
+        (Some(before), Some(after)) => {
+            let per = after.saturating_sub(before) as f64 / sessions.max(1) as f64;
+            println!(
+                "{{\"sessions\":{},\"bytes_per_session\":{per:.1},\"entry_size\":{}}}",
+                cache.len(),
+                std::mem::size_of::<(SessionId, authd::domain::SessionState)>()
+            );
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("authd: cannot read /proc/self/statm");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn keys(settings: Settings, action: KeysAction) -> ExitCode {

@@ -14,13 +14,12 @@
 //!
 //! SQLite serves one instance and has no feed; then this task does not run.
 
+use crate::actors::token::SessionCache;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
-
 use super::session_writer::merge_into_cache;
-use crate::domain::{now_ms, Session, SessionId};
+use crate::domain::now_ms;
 use crate::store::{FeedEvent, Store};
 use crate::telemetry::metrics as m;
 
@@ -32,7 +31,7 @@ const CATCH_UP_RETRY: Duration = Duration::from_millis(500);
 /// Starts following the change feed, if the store has one.
 pub fn spawn(
     store: Arc<dyn Store>,
-    cache: Arc<DashMap<SessionId, Session>>,
+    cache: Arc<SessionCache>,
     db_timeout: Duration,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let mut feed = store.subscribe()?;
@@ -68,12 +67,7 @@ pub fn spawn(
 
 /// Reads and folds in every change since `since_ms`, retrying until the
 /// database answers (while it does not, nobody can commit changes either).
-async fn catch_up(
-    store: &dyn Store,
-    cache: &DashMap<SessionId, Session>,
-    since_ms: i64,
-    db_timeout: Duration,
-) {
+async fn catch_up(store: &dyn Store, cache: &SessionCache, since_ms: i64, db_timeout: Duration) {
     loop {
         match tokio::time::timeout(db_timeout, store.changes_since(since_ms)).await {
             Ok(Ok(changes)) => {

@@ -14,13 +14,13 @@
 //! crashed), the task still writes everything already queued, then exits;
 //! nothing accepted is dropped.
 
+use crate::actors::token::SessionCache;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::domain::{Session, SessionChange, SessionId};
+use crate::domain::SessionChange;
 use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
 use crate::telemetry::metrics as m;
 
@@ -31,9 +31,14 @@ const QUEUE_CAPACITY: usize = 65_536;
 
 pub type WriteResult = Result<WriteOutcome, StoreError>;
 
+/// What to do with a write's outcome. Runs inside the writer task, right
+/// after the batch: it must be quick and must not block (send a reply,
+/// spawn a task for anything slower).
+pub type OnDurable = Box<dyn FnOnce(WriteResult) + Send>;
+
 struct Submission {
     write: SessionWrite,
-    done: oneshot::Sender<WriteResult>,
+    done: OnDurable,
 }
 
 /// Handle to the writer task; cheap to clone.
@@ -42,15 +47,11 @@ pub struct SessionWriter {
     queue: mpsc::Sender<Submission>,
 }
 
-/// The writer's queue is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriterBusy;
-
 impl SessionWriter {
     /// Starts the writer task.
     pub fn spawn(
         store: Arc<dyn Store>,
-        cache: Arc<DashMap<SessionId, Session>>,
+        cache: Arc<SessionCache>,
         max_batch: usize,
         max_wait: Duration,
         write_timeout: Duration,
@@ -67,22 +68,23 @@ impl SessionWriter {
         (SessionWriter { queue }, task)
     }
 
-    /// Queues a write; the receiver yields its outcome once durable.
-    pub fn submit(
-        &self,
-        write: SessionWrite,
-    ) -> Result<oneshot::Receiver<WriteResult>, WriterBusy> {
-        let (done, outcome) = oneshot::channel();
-        self.queue
-            .try_send(Submission { write, done })
-            .map_err(|_| WriterBusy)?;
-        Ok(outcome)
+    /// Queues a write; `done` gets its outcome once it is durable (or
+    /// failed). If the queue is full, `done` gets `Unavailable` at once.
+    pub fn submit(&self, write: SessionWrite, done: OnDurable) {
+        if let Err(refused) = self.queue.try_send(Submission { write, done }) {
+            let submission = match refused {
+                mpsc::error::TrySendError::Full(s) | mpsc::error::TrySendError::Closed(s) => s,
+            };
+            (submission.done)(Err(StoreError::Unavailable(
+                "session write queue is full".into(),
+            )));
+        }
     }
 }
 
 async fn run(
     store: Arc<dyn Store>,
-    cache: Arc<DashMap<SessionId, Session>>,
+    cache: Arc<SessionCache>,
     mut inbox: mpsc::Receiver<Submission>,
     max_batch: usize,
     max_wait: Duration,
@@ -117,7 +119,7 @@ async fn run(
 
 /// Folds committed changes into the cached sessions (sessions not cached
 /// are left alone: a later read-through loads their committed state).
-pub fn merge_into_cache(cache: &DashMap<SessionId, Session>, changes: &[SessionChange]) {
+pub fn merge_into_cache(cache: &SessionCache, changes: &[SessionChange]) {
     for change in changes {
         if let Some(mut cached) = cache.get_mut(&change.id) {
             cached.merge(change);
@@ -161,8 +163,7 @@ fn answer(batch: &mut Vec<Submission>, result: Result<Vec<WriteOutcome>, StoreEr
                 let outcome = outcomes
                     .next()
                     .ok_or_else(|| StoreError::Internal("store returned too few outcomes".into()));
-                // The submitter may have given up (timeout); that is fine.
-                let _ = submission.done.send(outcome);
+                (submission.done)(outcome);
             }
         }
         Err(e) => {
@@ -173,7 +174,7 @@ fn answer(batch: &mut Vec<Submission>, result: Result<Vec<WriteOutcome>, StoreEr
                     StoreError::Unavailable(_) => StoreError::Unavailable(message.clone()),
                     StoreError::Internal(_) => StoreError::Internal(message.clone()),
                 };
-                let _ = submission.done.send(Err(err));
+                (submission.done)(Err(err));
             }
         }
     }

@@ -21,11 +21,11 @@ use std::time::Duration;
 use dashmap::DashMap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::session_writer::{SessionWriter, WriteResult};
+use super::session_writer::SessionWriter;
 use super::{CallError, ChildSlot};
 use crate::domain::{
-    now_ms, Claims, RefreshDecision, Session, SessionChange, SessionId, TokenCodec, TokenError,
-    UserId,
+    now_ms, Claims, RefreshDecision, Session, SessionChange, SessionId, SessionState, TokenCodec,
+    TokenError, UserId,
 };
 use crate::keys::KeyRing;
 use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
@@ -93,11 +93,17 @@ impl From<StoreError> for TokenFailure {
 
 type Reply<T> = RpcReplyPort<Result<T, TokenFailure>>;
 
+/// `TokenActor`'s cache: the committed state of every session it has seen,
+/// by id.
+pub type SessionCache = DashMap<SessionId, SessionState>;
+
 pub enum TokenMsg {
     /// Start a session for a user who just signed up or in.
+    /// Answered with the new session once it is durable; the caller signs
+    /// its token (signing stays out of the actor's and the writer's loops).
     Issue {
         user_id: UserId,
-        reply: Reply<IssuedToken>,
+        reply: Reply<Session>,
     },
     /// Anything done with the token of an existing session.
     Session(SessionRequest),
@@ -119,7 +125,8 @@ pub struct SessionRequest {
 }
 
 enum SessionOp {
-    Refresh(Reply<IssuedToken>),
+    /// Answered with the session state whose token the caller returns.
+    Refresh(Reply<Session>),
     Revoke(Reply<()>),
     /// Revoke every session of the token's user ("logout everywhere").
     RevokeAll(Reply<()>),
@@ -152,7 +159,7 @@ impl SessionOp {
 pub struct TokenDeps {
     pub store: Arc<dyn Store>,
     pub keys: Arc<KeyRing>,
-    pub cache: Arc<DashMap<SessionId, Session>>,
+    pub cache: Arc<SessionCache>,
     /// The slot of the current `TokenActor`, for re-sending requests: by the
     /// time a read-through finishes, the actor may have been restarted.
     pub slot: Arc<ChildSlot<TokenMsg>>,
@@ -210,16 +217,19 @@ impl TokenHandle {
     }
 
     pub async fn issue(&self, user_id: UserId) -> Result<IssuedToken, TokenFailure> {
-        self.slot
+        let session = self
+            .slot
             .call(|reply| TokenMsg::Issue { user_id, reply })
-            .await?
+            .await??;
+        sign(&self.keys.codec(), &session)
     }
 
     /// Rotates the session of `token`; an expired token is accepted while
     /// its session lives.
     pub async fn refresh(&self, token: &str) -> Result<IssuedToken, TokenFailure> {
         let claims = self.keys.verify(token, true).await?;
-        self.session_call(claims, SessionOp::Refresh).await
+        let session = self.session_call(claims, SessionOp::Refresh).await?;
+        sign(&self.keys.codec(), &session)
     }
 
     /// Revokes the session of `token` (expired tokens accepted), or with
@@ -321,26 +331,26 @@ impl Actor for TokenActor {
 }
 
 impl TokenState {
-    fn issue(&mut self, user_id: UserId, reply: Reply<IssuedToken>) {
+    fn issue(&mut self, user_id: UserId, reply: Reply<Session>) {
         let session = Session::start(user_id, now_ms(), self.deps.session_ttl_ms);
-        let Some(written) = self.submit(SessionWrite::Create(session.clone())) else {
-            let _ = reply.send(Err(busy()));
-            return;
-        };
         let deps = Arc::clone(&self.deps);
-        tokio::spawn(async move {
-            let result = match settle(written).await {
-                Ok(WriteOutcome::Applied) => {
-                    deps.cache.insert(session.id, session.clone());
-                    sign(&deps.keys.codec(), &session)
-                }
-                Ok(WriteOutcome::Conflict) => {
-                    Err(TokenFailure::Internal("new session id collided".into()))
-                }
-                Err(e) => Err(e),
-            };
-            let _ = reply.send(result);
-        });
+        let created = session.clone();
+        self.writer.submit(
+            SessionWrite::Create(session),
+            Box::new(move |written| {
+                let result = match written {
+                    Ok(WriteOutcome::Applied) => {
+                        deps.cache.insert(created.id, created.state());
+                        Ok(created)
+                    }
+                    Ok(WriteOutcome::Conflict) => {
+                        Err(TokenFailure::Internal("new session id collided".into()))
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                let _ = reply.send(result);
+            }),
+        );
     }
 
     fn dispatch(&mut self, request: SessionRequest) {
@@ -351,7 +361,7 @@ impl TokenState {
                 return;
             }
         }
-        let Some(session) = self.deps.cache.get(&id).map(|s| s.clone()) else {
+        let Some(session) = self.deps.cache.get(&id).map(|s| s.with_id(id)) else {
             self.read_through(request);
             return;
         };
@@ -404,18 +414,17 @@ impl TokenState {
                     let _ = reply.send(Err(TokenFailure::Revoked));
                     return;
                 }
-                let Some(written) = self.submit(SessionWrite::RevokeUser {
-                    user_id: session.user_id,
-                    revoked_at_ms: now,
-                }) else {
-                    let _ = reply.send(Err(busy()));
-                    return;
-                };
-                tokio::spawn(async move {
-                    // The writer has already folded the revoked sessions
-                    // into the cache when this completes.
-                    let _ = reply.send(settle(written).await.map(|_| ()));
-                });
+                // The writer folds the revoked sessions into the cache
+                // before it calls back.
+                self.writer.submit(
+                    SessionWrite::RevokeUser {
+                        user_id: session.user_id,
+                        revoked_at_ms: now,
+                    },
+                    Box::new(move |written| {
+                        let _ = reply.send(written.map(|_| ()).map_err(TokenFailure::from));
+                    }),
+                );
             }
             SessionOp::Refresh(reply) => {
                 match session.decide_refresh(claims.generation, now, self.deps.refresh_grace_ms) {
@@ -423,7 +432,7 @@ impl TokenState {
                     RefreshDecision::GraceDuplicate => {
                         // The cache holds committed state only, so the
                         // current generation is already durable.
-                        let _ = reply.send(sign(&self.deps.keys.codec(), &session));
+                        let _ = reply.send(Ok(session));
                     }
                     RefreshDecision::Reuse => {
                         metrics::counter!(crate::telemetry::metrics::REUSE_DETECTED).increment(1);
@@ -451,83 +460,83 @@ impl TokenState {
         &mut self,
         session: Session,
         claims: Claims,
-        reply: Reply<IssuedToken>,
+        reply: Reply<Session>,
         attempts: u8,
         now: i64,
     ) {
         let next = session.rotated(now);
-        let Some(written) = self.submit(SessionWrite::Rotate {
-            id: session.id,
+        let id = session.id;
+        self.rotating.insert(id, Vec::new());
+        let deps = Arc::clone(&self.deps);
+        let write = SessionWrite::Rotate {
+            id,
             from_generation: session.generation,
             issued_at_ms: now,
-        }) else {
-            let _ = reply.send(Err(busy()));
-            return;
         };
-        self.rotating.insert(session.id, Vec::new());
-        let deps = Arc::clone(&self.deps);
-        tokio::spawn(async move {
-            match settle(written).await {
+        self.writer.submit(
+            write,
+            Box::new(move |written| match written {
                 Ok(WriteOutcome::Applied) => {
                     // The writer has already folded the rotation into the cache.
-                    let _ = reply.send(sign(&deps.keys.codec(), &next));
-                    deps.slot.cast(TokenMsg::RotationSettled(session.id));
+                    let _ = reply.send(Ok(next));
+                    deps.slot.cast(TokenMsg::RotationSettled(id));
                 }
                 Ok(WriteOutcome::Conflict) => {
                     // Another instance rotated or revoked it first. Reload the
                     // truth, then decide again (usually: grace duplicate).
-                    let reloaded = load_into_cache(&deps, session.id).await;
-                    deps.slot.cast(TokenMsg::RotationSettled(session.id));
-                    match reloaded {
-                        Err(e) => {
-                            let _ = reply.send(Err(e));
+                    tokio::spawn(async move {
+                        let reloaded = load_into_cache(&deps, id).await;
+                        deps.slot.cast(TokenMsg::RotationSettled(id));
+                        match reloaded {
+                            Err(e) => {
+                                let _ = reply.send(Err(e));
+                            }
+                            Ok(_) if attempts + 1 >= MAX_ATTEMPTS => {
+                                let _ = reply.send(Err(TokenFailure::Unavailable(
+                                    "session is contended".into(),
+                                )));
+                            }
+                            Ok(_) => {
+                                deps.slot.cast(TokenMsg::Session(SessionRequest {
+                                    claims,
+                                    op: SessionOp::Refresh(reply),
+                                    attempts: attempts + 1,
+                                }));
+                            }
                         }
-                        Ok(_) if attempts + 1 >= MAX_ATTEMPTS => {
-                            let _ = reply.send(Err(TokenFailure::Unavailable(
-                                "session is contended".into(),
-                            )));
-                        }
-                        Ok(_) => {
-                            deps.slot.cast(TokenMsg::Session(SessionRequest {
-                                claims,
-                                op: SessionOp::Refresh(reply),
-                                attempts: attempts + 1,
-                            }));
-                        }
-                    }
+                    });
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(e));
-                    deps.slot.cast(TokenMsg::RotationSettled(session.id));
+                    let _ = reply.send(Err(e.into()));
+                    deps.slot.cast(TokenMsg::RotationSettled(id));
                 }
-            }
-        });
+            }),
+        );
     }
 
-    /// Revokes session `id` durably, then calls `done` with the result.
+    /// Revokes session `id` durably, then calls `done` with the result
+    /// (inside the writer task: `done` must be quick).
     fn revoke(
         &mut self,
         id: SessionId,
         done: impl FnOnce(Result<(), TokenFailure>) + Send + 'static,
     ) {
-        let Some(written) = self.submit(SessionWrite::Revoke {
-            id,
-            revoked_at_ms: now_ms(),
-        }) else {
-            return done(Err(busy()));
-        };
         let deps = Arc::clone(&self.deps);
-        tokio::spawn(async move {
-            match settle(written).await {
+        self.writer.submit(
+            SessionWrite::Revoke {
+                id,
+                revoked_at_ms: now_ms(),
+            },
+            Box::new(move |written| match written {
                 Ok(WriteOutcome::Applied) => done(Ok(())),
                 Ok(WriteOutcome::Conflict) => {
                     // The session is gone from the database (pruned).
                     deps.cache.remove(&id);
                     done(Err(TokenFailure::Invalid))
                 }
-                Err(e) => done(Err(e)),
-            }
-        });
+                Err(e) => done(Err(e.into())),
+            }),
+        );
     }
 
     /// Drops expired sessions from the cache, and from the database in the
@@ -573,20 +582,6 @@ impl TokenState {
             }
         });
     }
-
-    fn submit(&self, write: SessionWrite) -> Option<tokio::sync::oneshot::Receiver<WriteResult>> {
-        self.writer.submit(write).ok()
-    }
-}
-
-/// Waits for a submitted write to be durable (or to fail).
-async fn settle(
-    written: tokio::sync::oneshot::Receiver<WriteResult>,
-) -> Result<WriteOutcome, TokenFailure> {
-    match written.await {
-        Ok(result) => result.map_err(TokenFailure::from),
-        Err(_) => Err(TokenFailure::Unavailable("session writer stopped".into())),
-    }
 }
 
 /// Reads a session's committed state and folds it into the cache: merged
@@ -605,7 +600,7 @@ async fn load_into_cache(deps: &TokenDeps, id: SessionId) -> Result<bool, TokenF
             deps.cache
                 .entry(id)
                 .and_modify(|cached| cached.merge(&change))
-                .or_insert(loaded);
+                .or_insert(loaded.state());
             Ok(true)
         }
         Ok(Ok(None)) => {
@@ -627,8 +622,4 @@ fn sign(codec: &TokenCodec, session: &Session) -> Result<IssuedToken, TokenFailu
         access_token,
         expires_in,
     })
-}
-
-fn busy() -> TokenFailure {
-    TokenFailure::Unavailable("session write queue is full".into())
 }

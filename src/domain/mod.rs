@@ -12,7 +12,7 @@ mod token;
 
 pub use email::Email;
 pub use password::Password;
-pub use session::{RefreshDecision, Session, SessionChange, SessionId, UserId};
+pub use session::{RefreshDecision, Session, SessionChange, SessionId, SessionState, UserId};
 pub use token::{Claims, Ed25519Key, SigningKeys, TokenCodec, TokenError};
 
 /// A value from a client that does not satisfy a domain rule.

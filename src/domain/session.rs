@@ -60,6 +60,41 @@ pub struct Session {
     pub revoked: bool,
 }
 
+/// A session without its id: what `TokenActor`'s cache stores under the id.
+/// Kept small on purpose (40 bytes): the cache holds one per live session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionState {
+    pub user_id: UserId,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub generation: u32,
+    pub revoked: bool,
+}
+
+impl SessionState {
+    pub fn with_id(self, id: SessionId) -> Session {
+        Session {
+            id,
+            user_id: self.user_id,
+            generation: self.generation,
+            issued_at_ms: self.issued_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            revoked: self.revoked,
+        }
+    }
+
+    /// Folds in a change learned from the database. Generations only move
+    /// forward and revocation is permanent, so changes may arrive in any
+    /// order, more than once, and still leave the same state.
+    pub fn merge(&mut self, change: &SessionChange) {
+        if change.generation > self.generation {
+            self.generation = change.generation;
+            self.issued_at_ms = change.issued_at_ms;
+        }
+        self.revoked |= change.revoked;
+    }
+}
+
 /// The part of a session that changes after creation: what a rotation or
 /// revocation on one instance tells the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,15 +162,14 @@ impl Session {
         }
     }
 
-    /// Folds in a change learned from the database. Generations only move
-    /// forward and revocation is permanent, so changes may arrive in any
-    /// order, more than once, and still leave the same state.
-    pub fn merge(&mut self, change: &SessionChange) {
-        if change.generation > self.generation {
-            self.generation = change.generation;
-            self.issued_at_ms = change.issued_at_ms;
+    pub fn state(&self) -> SessionState {
+        SessionState {
+            user_id: self.user_id,
+            issued_at_ms: self.issued_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            generation: self.generation,
+            revoked: self.revoked,
         }
-        self.revoked |= change.revoked;
     }
 
     /// The session after a rotation issued at `now_ms`.
@@ -189,9 +223,9 @@ mod tests {
 
     #[test]
     fn merge_is_order_independent() {
-        let base = session();
+        let base = session().state();
         let rotated = SessionChange {
-            id: base.id,
+            id: SessionId::new_random(),
             generation: 2,
             issued_at_ms: 1_000_500,
             revoked: false,
@@ -202,10 +236,10 @@ mod tests {
             revoked: true,
             ..rotated
         };
-        let mut a = base.clone();
+        let mut a = base;
         a.merge(&rotated);
         a.merge(&revoked);
-        let mut b = base.clone();
+        let mut b = base;
         b.merge(&revoked);
         b.merge(&rotated);
         b.merge(&rotated);
@@ -214,6 +248,8 @@ mod tests {
             (a.generation, a.issued_at_ms, a.revoked),
             (2, 1_000_500, true)
         );
+        let id = SessionId::new_random();
+        assert_eq!(a.with_id(id).state(), a);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! | `GET /metrics` | [`metrics`] | none: Prometheus text from the recorder |
 //! | `GET /openapi.json` | [`openapi`] | none: the static OpenAPI document |
 
+use crate::actors::token::SessionCache;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -29,12 +30,10 @@ use super::ApiError;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use dashmap::DashMap;
-
 use super::rate_limit::RateLimits;
 use crate::actors::hashing::HashPool;
 use crate::actors::Services;
-use crate::domain::{Email, Password, Session, SessionId};
+use crate::domain::{Email, Password};
 use crate::store::Store;
 use crate::telemetry::metrics as m;
 
@@ -51,7 +50,7 @@ pub struct AppContext {
 /// Sources of the gauges that are read when `/metrics` is scraped rather
 /// than updated on every change.
 pub struct ScrapeGauges {
-    pub cache: Arc<DashMap<SessionId, Session>>,
+    pub cache: Arc<SessionCache>,
     pub hasher: Arc<HashPool>,
     pub store: Arc<dyn Store>,
 }
