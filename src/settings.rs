@@ -59,6 +59,7 @@ pub struct Settings {
     pub prune_interval_secs: u64,
     pub batch_max_size: usize,
     pub batch_max_wait_us: u64,
+    pub batch_concurrency: usize,
 
     pub restart_limit: usize,
     pub restart_window_secs: u64,

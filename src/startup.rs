@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::actors::db_health::HealthDeps;
 use crate::actors::hashing::{HashError, HashPool};
 use crate::actors::session_feed;
+use crate::actors::session_writer::BatchLimits;
 use crate::actors::supervisor::ActorSystem;
 use crate::actors::token::TokenDeps;
 use crate::actors::user::UserDeps;
@@ -86,8 +87,12 @@ impl Application {
             slot: ChildSlot::new(ActorKind::Token, request_timeout),
             session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
             refresh_grace_ms: settings.refresh_grace_ms,
-            batch_max_size: settings.batch_max_size,
-            batch_max_wait: Duration::from_micros(settings.batch_max_wait_us),
+            batch: BatchLimits {
+                max_batch: settings.batch_max_size,
+                max_wait: Duration::from_micros(settings.batch_max_wait_us),
+                concurrency: settings.batch_concurrency,
+                write_timeout: settings.db_timeout(),
+            },
             db_timeout: settings.db_timeout(),
             prune_interval: Duration::from_secs(settings.prune_interval_secs.max(1)),
             writer_tasks: std::sync::Mutex::new(Vec::new()),

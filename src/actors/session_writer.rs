@@ -3,7 +3,8 @@
 //! `TokenActor` never waits on the database: it hands each write to this
 //! task through a bounded queue and moves on to its next message. The task
 //! takes everything queued (up to `max_batch`, optionally waiting up to
-//! `max_wait` for more), writes it with one [`Store::write_sessions`] call
+//! `max_wait` for more; up to `concurrency` batches in flight at once),
+//! writes it with one [`Store::write_sessions`] call
 //! (one transaction, one statement per kind of write), folds the sessions
 //! the batch changed into `TokenActor`'s cache, and only then tells each
 //! submitter its own outcome. So a caller is answered only after its row is
@@ -18,7 +19,7 @@ use crate::actors::token::SessionCache;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use crate::domain::SessionChange;
 use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
@@ -41,6 +42,19 @@ struct Submission {
     done: OnDurable,
 }
 
+/// How batches are formed and written.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Most writes in one batch.
+    pub max_batch: usize,
+    /// Longest a write waits for company (zero: flush what is queued).
+    pub max_wait: Duration,
+    /// Batches written at the same time.
+    pub concurrency: usize,
+    /// Bound on one batch's database work.
+    pub write_timeout: Duration,
+}
+
 /// Handle to the writer task; cheap to clone.
 #[derive(Clone)]
 pub struct SessionWriter {
@@ -52,19 +66,10 @@ impl SessionWriter {
     pub fn spawn(
         store: Arc<dyn Store>,
         cache: Arc<SessionCache>,
-        max_batch: usize,
-        max_wait: Duration,
-        write_timeout: Duration,
+        limits: BatchLimits,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (queue, inbox) = mpsc::channel(QUEUE_CAPACITY);
-        let task = tokio::spawn(run(
-            store,
-            cache,
-            inbox,
-            max_batch.max(1),
-            max_wait,
-            write_timeout,
-        ));
+        let task = tokio::spawn(run(store, cache, inbox, limits));
         (SessionWriter { queue }, task)
     }
 
@@ -86,35 +91,62 @@ async fn run(
     store: Arc<dyn Store>,
     cache: Arc<SessionCache>,
     mut inbox: mpsc::Receiver<Submission>,
-    max_batch: usize,
-    max_wait: Duration,
+    limits: BatchLimits,
+) {
+    // Up to `concurrency` batches in flight: while one waits for its commit
+    // (the fsync), the next is already being written, so the CPU is not idle
+    // behind the disk.
+    let in_flight = Arc::new(Semaphore::new(limits.concurrency.max(1)));
+    let mut flushes = tokio::task::JoinSet::new();
+    loop {
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else {
+            break;
+        };
+        let Some(first) = inbox.recv().await else {
+            break;
+        };
+        let mut batch = Vec::with_capacity(limits.max_batch);
+        batch.push(first);
+        collect(&mut inbox, &mut batch, limits.max_batch, limits.max_wait).await;
+        let (store, cache) = (Arc::clone(&store), Arc::clone(&cache));
+        while flushes.try_join_next().is_some() {}
+        flushes.spawn(async move {
+            flush(&*store, &cache, batch, limits.write_timeout).await;
+            drop(permit);
+        });
+    }
+    // The queue is closed and empty: let the last batches finish, so a
+    // shutdown that waits for this task waits for every write.
+    while flushes.join_next().await.is_some() {}
+}
+
+/// Writes one batch, folds its changes into the cache, answers everyone.
+async fn flush(
+    store: &dyn Store,
+    cache: &SessionCache,
+    mut batch: Vec<Submission>,
     write_timeout: Duration,
 ) {
-    let mut batch: Vec<Submission> = Vec::with_capacity(max_batch);
-    while let Some(first) = inbox.recv().await {
-        batch.push(first);
-        collect(&mut inbox, &mut batch, max_batch, max_wait).await;
-
-        let writes: Vec<SessionWrite> = batch.iter().map(|s| s.write.clone()).collect();
-        let started = std::time::Instant::now();
-        // A database that accepts the connection but never answers must not
-        // stall every session write forever.
-        let result = match tokio::time::timeout(write_timeout, store.write_sessions(&writes)).await
-        {
-            Ok(result) => result,
-            Err(_) => Err(StoreError::Unavailable("session write timed out".into())),
-        };
-        tracing::debug!(writes = writes.len(), ok = result.is_ok(), "session batch");
-        metrics::histogram!(m::BATCH_SIZE).record(writes.len() as f64);
-        metrics::histogram!(m::BATCH_DURATION).record(started.elapsed().as_secs_f64());
-        if result.is_err() {
-            metrics::counter!(m::BATCH_FAILURES).increment(1);
-        }
-        if let Ok(done) = &result {
-            merge_into_cache(&cache, &done.changes);
-        }
-        answer(&mut batch, result.map(|done| done.outcomes));
+    let writes: Vec<SessionWrite> = batch.iter().map(|s| s.write.clone()).collect();
+    let started = std::time::Instant::now();
+    // A database that accepts the connection but never answers must not
+    // stall every session write forever.
+    let result = match tokio::time::timeout(write_timeout, store.write_sessions(&writes)).await {
+        Ok(result) => result,
+        Err(_) => Err(StoreError::Unavailable("session write timed out".into())),
+    };
+    tracing::debug!(writes = writes.len(), ok = result.is_ok(), "session batch");
+    metrics::histogram!(m::BATCH_SIZE).record(writes.len() as f64);
+    metrics::histogram!(m::BATCH_DURATION).record(started.elapsed().as_secs_f64());
+    if result.is_err() {
+        metrics::counter!(m::BATCH_FAILURES).increment(1);
     }
+    if let Ok(done) = &result {
+        // Changes commute (generations only grow, revocation is
+        // permanent), so batches finishing out of order merge correctly.
+        merge_into_cache(cache, &done.changes);
+    }
+    answer(&mut batch, result.map(|done| done.outcomes));
 }
 
 /// Folds committed changes into the cached sessions (sessions not cached

@@ -21,7 +21,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::session_writer::SessionWriter;
+use super::session_writer::{BatchLimits, SessionWriter};
 use super::{CallError, ChildSlot};
 use crate::domain::{
     now_ms, Claims, RefreshDecision, Session, SessionChange, SessionId, SessionState, TokenCodec,
@@ -165,8 +165,7 @@ pub struct TokenDeps {
     pub slot: Arc<ChildSlot<TokenMsg>>,
     pub session_ttl_ms: i64,
     pub refresh_grace_ms: i64,
-    pub batch_max_size: usize,
-    pub batch_max_wait: Duration,
+    pub batch: BatchLimits,
     pub db_timeout: Duration,
     /// How often expired sessions leave the cache and the database.
     pub prune_interval: Duration,
@@ -289,13 +288,8 @@ impl Actor for TokenActor {
         myself: ActorRef<TokenMsg>,
         deps: Arc<TokenDeps>,
     ) -> Result<TokenState, ActorProcessingErr> {
-        let (writer, task) = SessionWriter::spawn(
-            Arc::clone(&deps.store),
-            Arc::clone(&deps.cache),
-            deps.batch_max_size,
-            deps.batch_max_wait,
-            deps.db_timeout,
-        );
+        let (writer, task) =
+            SessionWriter::spawn(Arc::clone(&deps.store), Arc::clone(&deps.cache), deps.batch);
         if let Ok(mut tasks) = deps.writer_tasks.lock() {
             tasks.retain(|t| !t.is_finished());
             tasks.push(task);
