@@ -7,6 +7,7 @@
 //! all together.
 
 pub mod actors;
+pub mod commands;
 pub mod domain;
 pub mod http;
 pub mod keys;

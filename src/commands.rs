@@ -1,0 +1,110 @@
+//! The subcommands of `authd` other than serving: `check-config`, `keys
+//! rotate|list`, and the two measurements the benchmark script uses
+//! (`hash-cost`, `cache-footprint`). Each returns `Err(message)` for the
+//! binary to print and exit non-zero on.
+
+use crate::settings::Settings;
+
+type Outcome = Result<(), String>;
+
+/// Prints the effective configuration with secrets masked.
+pub fn check_config(settings: &Settings) -> Outcome {
+    println!("{:#?}", settings.masked());
+    match settings.database() {
+        Ok(db) => println!("store: {db:?}"),
+        Err(e) => println!("store: {e}"),
+    }
+    Ok(())
+}
+
+/// Adds a new Ed25519 signing key and prints its `kid`.
+pub async fn rotate_key(settings: &Settings) -> Outcome {
+    let store = crate::store::connect(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let kid = crate::keys::add_key(&*store)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("added signing key {kid}");
+    Ok(())
+}
+
+/// Lists the stored signing keys, oldest first.
+pub async fn list_keys(settings: &Settings) -> Outcome {
+    let store = crate::store::connect(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    for key in store.signing_keys().await.map_err(|e| e.to_string())? {
+        println!(
+            "{}\t{}\tcreated_at_ms={}",
+            key.kid, key.algorithm, key.created_at_ms
+        );
+    }
+    Ok(())
+}
+
+/// Times `rounds` argon2id hashes with the configured parameters on one
+/// thread and prints, as a JSON line, one hash's time and the hash-bound
+/// sign-in limit (hashing threads / one hash's time).
+pub fn hash_cost(settings: &Settings, rounds: u32) -> Outcome {
+    use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+    let params = Params::new(
+        settings.argon2_m_kib,
+        settings.argon2_t,
+        settings.argon2_p,
+        None,
+    )
+    .map_err(|e| format!("argon2 parameters: {e}"))?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let rounds = rounds.max(1);
+    let started = std::time::Instant::now();
+    for i in 0..rounds {
+        argon
+            .hash_password(format!("benchmark-password-{i}").as_bytes())
+            .map_err(|e| format!("hashing failed: {e}"))?;
+    }
+    let per_hash = started.elapsed().as_secs_f64() / f64::from(rounds);
+    let threads = settings.hash_threads();
+    println!(
+        "{}",
+        serde_json::json!({
+            "hash_ms": per_hash * 1000.0,
+            "hash_threads": threads,
+            "hash_bound_per_s": threads as f64 / per_hash,
+        })
+    );
+    Ok(())
+}
+
+/// Fills `TokenActor`'s cache type with `sessions` entries and prints, as a
+/// JSON line, the resident memory it took per session.
+pub fn cache_footprint(sessions: usize) -> Outcome {
+    use crate::actors::token::SessionCache;
+    use crate::domain::{now_ms, Session, SessionId, SessionState, UserId};
+    fn resident_bytes() -> Result<u64, String> {
+        let statm = std::fs::read_to_string("/proc/self/statm").map_err(|e| e.to_string())?;
+        let pages: u64 = statm
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse().ok())
+            .ok_or("unexpected /proc/self/statm")?;
+        Ok(pages * 4096)
+    }
+    let before = resident_bytes()?;
+    let cache = SessionCache::new();
+    let now = now_ms();
+    for _ in 0..sessions {
+        let session = Session::start(UserId::new_random(), now, 604_800_000);
+        cache.insert(session.id, session.state());
+    }
+    let after = resident_bytes()?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "sessions": cache.len(),
+            "bytes_per_session": after.saturating_sub(before) as f64 / sessions.max(1) as f64,
+            "entry_size": std::mem::size_of::<(SessionId, SessionState)>(),
+        })
+    );
+    Ok(())
+}
