@@ -12,4 +12,3 @@ mod keys;
 mod limits;
 mod observability;
 mod shutdown;
-mod supervision;
