@@ -200,7 +200,7 @@ async fn hs256_secret(settings: &Settings, store: &dyn Store) -> Result<SigningK
     let secret = store.signing_secret(&candidate).await?;
     tracing::warn!(
         event = "generated_secret",
-        "SECRET_KEY is not set: using a random signing secret stored in the database; \\
+        "SECRET_KEY is not set: using a random signing secret stored in the database; \
          set SECRET_KEY to manage it yourself"
     );
     Ok(SigningKeys::Hs256 {
