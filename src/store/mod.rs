@@ -6,6 +6,8 @@
 //! [`sqlite`] (the embedded default: one file, one instance). Both pass the
 //! same integration suite. The store knows nothing of actors or HTTP.
 
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod migrations;
 pub mod postgres;
 pub mod sqlite;

@@ -496,257 +496,48 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use WriteOutcome::{Applied, Conflict};
+    use crate::store::conformance::{self, change, new_user, Fixture};
 
-    fn new_user(email: &str) -> NewUser {
-        NewUser {
-            id: UserId::new_random(),
-            email: Email::parse(email).expect("email"),
-            password_hash: "$argon2id$fake".into(),
+    /// A database file in a fresh temporary directory (in a subdirectory
+    /// that does not exist yet, so opening must create it).
+    struct TempFile {
+        dir: tempfile::TempDir,
+    }
+
+    impl Fixture for TempFile {
+        type Store = SqliteStore;
+        const KIND: &'static str = "sqlite";
+        const MIGRATIONS: usize = migrations::SQLITE.len();
+        const PRUNE_CHUNK: usize = PRUNE_CHUNK as usize;
+
+        fn fresh() -> Self {
+            TempFile {
+                dir: tempfile::tempdir().expect("tempdir"),
+            }
+        }
+
+        async fn open(&self) -> SqliteStore {
+            let path = self.dir.path().join("nested").join("authd.db");
+            SqliteStore::open(&path).await.expect("open")
+        }
+
+        async fn applied_migrations(store: &SqliteStore) -> i64 {
+            with_conn(&store.reader, "test", |conn| {
+                conn.query_row("SELECT count(*) FROM schema_migrations", [], |row| {
+                    row.get(0)
+                })
+                .map_err(|e| sqlite_error("test", e))
+            })
+            .await
+            .expect("count")
+        }
+
+        async fn remove(self) {
+            drop(self.dir);
         }
     }
 
-    async fn migration_count(store: &SqliteStore) -> i64 {
-        with_conn(&store.reader, "test", |conn| {
-            conn.query_row("SELECT count(*) FROM schema_migrations", [], |row| {
-                row.get(0)
-            })
-            .map_err(|e| sqlite_error("test", e))
-        })
-        .await
-        .expect("count")
-    }
-
-    #[tokio::test]
-    async fn creates_directory_and_migrates_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("nested").join("authd.db");
-        let store = SqliteStore::open(&path).await.expect("open");
-        assert_eq!(store.kind(), "sqlite");
-        store.ping().await.expect("ping");
-        store
-            .insert_user(&new_user("dave@example.com"))
-            .await
-            .expect("insert");
-        drop(store);
-        let store = SqliteStore::open(&path).await.expect("reopen");
-        assert_eq!(
-            migration_count(&store).await,
-            migrations::SQLITE.len() as i64
-        );
-        // Data survived the reopen.
-        let email = Email::parse("dave@example.com").expect("email");
-        assert!(store
-            .find_user_by_email(&email)
-            .await
-            .expect("find")
-            .is_some());
-    }
-
-    #[tokio::test]
-    async fn users() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("a.db"))
-            .await
-            .expect("open");
-        let user = new_user("Alice@Example.com");
-        store.insert_user(&user).await.expect("insert");
-        let found = store
-            .find_user_by_email(&Email::parse("alice@example.COM").expect("email"))
-            .await
-            .expect("find")
-            .expect("present");
-        assert_eq!(found.id, user.id);
-        assert_eq!(found.password_hash, user.password_hash);
-        let missing = store
-            .find_user_by_email(&Email::parse("bob@example.com").expect("email"))
-            .await
-            .expect("find");
-        assert!(missing.is_none());
-        let twin = new_user("alice@example.com");
-        assert!(matches!(
-            store.insert_user(&twin).await,
-            Err(StoreError::EmailTaken)
-        ));
-        // A colliding id is not an e-mail problem.
-        let same_id = NewUser {
-            email: Email::parse("other@example.com").expect("email"),
-            ..user.clone()
-        };
-        assert!(matches!(
-            store.insert_user(&same_id).await,
-            Err(StoreError::Internal(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn sessions_and_batches() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("a.db"))
-            .await
-            .expect("open");
-        let user = new_user("carol@example.com");
-        store.insert_user(&user).await.expect("insert");
-
-        let a = Session::start(user.id, 1_000, 60_000);
-        let b = Session::start(user.id, 1_000, 60_000);
-        let outcomes = store
-            .write_sessions(&[
-                SessionWrite::Create(a.clone()),
-                SessionWrite::Create(b.clone()),
-            ])
-            .await
-            .expect("create");
-        // Creates are not changes.
-        assert!(outcomes.changes.is_empty());
-        assert_eq!(outcomes.outcomes, vec![Applied; 2]);
-        assert_eq!(
-            store.load_session(a.id).await.expect("load"),
-            Some(a.clone())
-        );
-        assert_eq!(
-            store
-                .load_session(SessionId::new_random())
-                .await
-                .expect("load"),
-            None
-        );
-
-        let c = Session::start(user.id, 2_000, 60_000);
-        let orphan = Session::start(UserId::new_random(), 2_000, 60_000);
-        let missing = SessionId::new_random();
-        let batch = [
-            SessionWrite::Rotate {
-                id: a.id,
-                from_generation: 0,
-                issued_at_ms: 2_000,
-            },
-            // Stale: the rotation above already moved `a` to generation 1.
-            SessionWrite::Rotate {
-                id: a.id,
-                from_generation: 0,
-                issued_at_ms: 2_001,
-            },
-            SessionWrite::Revoke {
-                id: b.id,
-                revoked_at_ms: 2_002,
-            },
-            SessionWrite::Create(c.clone()),
-            SessionWrite::Revoke {
-                id: missing,
-                revoked_at_ms: 2_003,
-            },
-            SessionWrite::Rotate {
-                id: missing,
-                from_generation: 0,
-                issued_at_ms: 2_004,
-            },
-            SessionWrite::Revoke {
-                id: b.id,
-                revoked_at_ms: 2_005,
-            },
-            SessionWrite::Rotate {
-                id: b.id,
-                from_generation: 0,
-                issued_at_ms: 2_006,
-            },
-            // A duplicate id and a user that does not exist.
-            SessionWrite::Create(a.clone()),
-            SessionWrite::Create(orphan),
-            // A chained rotation in the same batch.
-            SessionWrite::Rotate {
-                id: a.id,
-                from_generation: 1,
-                issued_at_ms: 2_007,
-            },
-        ];
-        let done = store.write_sessions(&batch).await.expect("batch");
-        assert_eq!(
-            done.outcomes,
-            vec![
-                Applied, Conflict, Applied, Applied, Conflict, Conflict, Applied, Applied,
-                Conflict, Conflict, Applied
-            ]
-        );
-        // One entry per changed session, in its final state.
-        assert_eq!(
-            sorted(done.changes),
-            sorted(vec![
-                SessionChange {
-                    id: a.id,
-                    generation: 2,
-                    issued_at_ms: 2_007,
-                    revoked: false,
-                },
-                SessionChange {
-                    id: b.id,
-                    generation: 1,
-                    issued_at_ms: 2_006,
-                    revoked: true,
-                },
-            ])
-        );
-        let a2 = store.load_session(a.id).await.expect("load").expect("a");
-        assert_eq!(
-            (a2.generation, a2.issued_at_ms, a2.revoked),
-            (2, 2_007, false)
-        );
-        // Rotations run before revocations inside a batch, so the rotation of
-        // `b` listed after its revocation still applied; `b` ends revoked.
-        let b2 = store.load_session(b.id).await.expect("load").expect("b");
-        assert!(b2.revoked);
-        assert_eq!(b2.generation, 1);
-        assert_eq!(store.load_session(c.id).await.expect("load"), Some(c));
-
-        // Revoked sessions refuse rotation; revoking again stays applied.
-        let outcomes = store
-            .write_sessions(&[
-                SessionWrite::Rotate {
-                    id: b.id,
-                    from_generation: b2.generation,
-                    issued_at_ms: 3_000,
-                },
-                SessionWrite::Revoke {
-                    id: b.id,
-                    revoked_at_ms: 3_001,
-                },
-            ])
-            .await
-            .expect("batch");
-        assert_eq!(outcomes.outcomes, vec![Conflict, Applied]);
-        // Revoking a revoked session changes nothing, but reports its state.
-        assert_eq!(
-            outcomes.changes,
-            vec![SessionChange {
-                id: b.id,
-                generation: 1,
-                issued_at_ms: 2_006,
-                revoked: true,
-            }]
-        );
-        assert_eq!(
-            store.write_sessions(&[]).await.expect("empty"),
-            BatchOutcome::default()
-        );
-    }
-
-    #[tokio::test]
-    async fn signing_secret_is_stored_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("a.db"))
-            .await
-            .expect("open");
-        let first = store
-            .signing_secret("first-candidate")
-            .await
-            .expect("first");
-        assert_eq!(first, "first-candidate");
-        let second = store
-            .signing_secret("second-candidate")
-            .await
-            .expect("second");
-        assert_eq!(second, "first-candidate");
-    }
+    conformance::suite!(TempFile);
 
     #[tokio::test]
     async fn in_memory_database_works() {
@@ -761,241 +552,6 @@ mod tests {
             .await
             .expect("find")
             .is_some());
-    }
-
-    fn sorted(mut changes: Vec<SessionChange>) -> Vec<SessionChange> {
-        changes.sort_by_key(|c| c.id.0);
-        changes
-    }
-
-    fn change(
-        session: &Session,
-        generation: u32,
-        issued_at_ms: i64,
-        revoked: bool,
-    ) -> SessionChange {
-        SessionChange {
-            id: session.id,
-            generation,
-            issued_at_ms,
-            revoked,
-        }
-    }
-
-    #[tokio::test]
-    async fn revoke_user_revokes_only_that_users_live_sessions() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("a.db"))
-            .await
-            .expect("open");
-        let alice = new_user("alice@example.com");
-        let bob = new_user("bob@example.com");
-        store.insert_user(&alice).await.expect("insert");
-        store.insert_user(&bob).await.expect("insert");
-        let s1 = Session::start(alice.id, 1_000, 60_000);
-        let s2 = Session::start(alice.id, 1_000, 60_000);
-        let s3 = Session::start(alice.id, 1_000, 60_000);
-        let t1 = Session::start(bob.id, 1_000, 60_000);
-        store
-            .write_sessions(&[
-                SessionWrite::Create(s1.clone()),
-                SessionWrite::Create(s2.clone()),
-                SessionWrite::Create(s3.clone()),
-                SessionWrite::Create(t1.clone()),
-            ])
-            .await
-            .expect("create");
-        store
-            .write_sessions(&[SessionWrite::Revoke {
-                id: s3.id,
-                revoked_at_ms: 1_500,
-            }])
-            .await
-            .expect("revoke");
-
-        let s4 = Session::start(alice.id, 2_000, 60_000);
-        let done = store
-            .write_sessions(&[
-                SessionWrite::Rotate {
-                    id: s1.id,
-                    from_generation: 0,
-                    issued_at_ms: 2_000,
-                },
-                SessionWrite::RevokeUser {
-                    user_id: alice.id,
-                    revoked_at_ms: 2_100,
-                },
-                // Created in the same batch: creates apply first, so the
-                // user revocation catches it too.
-                SessionWrite::Create(s4.clone()),
-                SessionWrite::RevokeUser {
-                    user_id: alice.id,
-                    revoked_at_ms: 2_200,
-                },
-                SessionWrite::Rotate {
-                    id: t1.id,
-                    from_generation: 0,
-                    issued_at_ms: 2_050,
-                },
-                // Rotations apply before user revocations.
-                SessionWrite::Rotate {
-                    id: s2.id,
-                    from_generation: 0,
-                    issued_at_ms: 2_300,
-                },
-            ])
-            .await
-            .expect("batch");
-        assert_eq!(done.outcomes, vec![WriteOutcome::Applied; 6]);
-        // Not `s3`, which was already revoked; not `s4`'s creation.
-        assert_eq!(
-            sorted(done.changes),
-            sorted(vec![
-                change(&s1, 1, 2_000, true),
-                change(&s2, 1, 2_300, true),
-                change(&s4, 0, 2_000, true),
-                change(&t1, 1, 2_050, false),
-            ])
-        );
-        for s in [&s1, &s2, &s3, &s4] {
-            let stored = store
-                .load_session(s.id)
-                .await
-                .expect("load")
-                .expect("session");
-            assert!(stored.revoked, "{:?}", s.id);
-        }
-        let t = store.load_session(t1.id).await.expect("load").expect("t1");
-        assert!(!t.revoked);
-        // `s3` keeps its own revocation time.
-        let since = store.changes_since(1_500).await.expect("since");
-        assert!(since.contains(&change(&s3, 0, 1_000, true)));
-        let since = store.changes_since(2_000).await.expect("since");
-        assert!(!since.iter().any(|c| c.id == s3.id));
-
-        // Nothing left to revoke: still applied, no changes.
-        let done = store
-            .write_sessions(&[SessionWrite::RevokeUser {
-                user_id: alice.id,
-                revoked_at_ms: 3_000,
-            }])
-            .await
-            .expect("again");
-        assert_eq!(done.outcomes, vec![WriteOutcome::Applied]);
-        assert!(done.changes.is_empty());
-    }
-
-    #[tokio::test]
-    async fn changes_since_reads_changes_from_the_cut_off() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("a.db"))
-            .await
-            .expect("open");
-        let user = new_user("dan@example.com");
-        store.insert_user(&user).await.expect("insert");
-        let [early, rotated, late, untouched] =
-            std::array::from_fn(|_| Session::start(user.id, 1_000, 60_000));
-        let creates: Vec<_> = [&early, &rotated, &late, &untouched]
-            .into_iter()
-            .map(|s| SessionWrite::Create(s.clone()))
-            .collect();
-        store.write_sessions(&creates).await.expect("create");
-        store
-            .write_sessions(&[SessionWrite::Revoke {
-                id: early.id,
-                revoked_at_ms: 1_999,
-            }])
-            .await
-            .expect("early");
-        store
-            .write_sessions(&[
-                SessionWrite::Rotate {
-                    id: rotated.id,
-                    from_generation: 0,
-                    issued_at_ms: 2_000,
-                },
-                SessionWrite::Revoke {
-                    id: late.id,
-                    revoked_at_ms: 2_500,
-                },
-            ])
-            .await
-            .expect("late");
-        assert_eq!(
-            sorted(store.changes_since(2_000).await.expect("since")),
-            sorted(vec![
-                change(&rotated, 1, 2_000, false),
-                change(&late, 0, 1_000, true),
-            ])
-        );
-        assert_eq!(store.changes_since(2_501).await.expect("since"), Vec::new());
-        assert_eq!(store.changes_since(0).await.expect("since").len(), 4);
-    }
-
-    #[tokio::test]
-    async fn prune_deletes_expired_sessions_only() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("a.db"))
-            .await
-            .expect("open");
-        let user = new_user("erin@example.com");
-        store.insert_user(&user).await.expect("insert");
-        // More than one chunk of expired sessions.
-        let mut expired: Vec<Session> = (0..PRUNE_CHUNK as usize + 3)
-            .map(|_| Session::start(user.id, 1_000, 4_000))
-            .collect();
-        let last = Session::start(user.id, 1_000, 8_999);
-        expired.push(last.clone());
-        let edge = Session::start(user.id, 1_000, 9_000);
-        let live = Session::start(user.id, 1_000, 60_000);
-        let mut creates: Vec<_> = expired.iter().cloned().map(SessionWrite::Create).collect();
-        creates.push(SessionWrite::Create(edge.clone()));
-        creates.push(SessionWrite::Create(live.clone()));
-        store.write_sessions(&creates).await.expect("create");
-
-        let deleted = store.prune_sessions(10_000).await.expect("prune");
-        assert_eq!(deleted, expired.len() as u64);
-        assert_eq!(store.load_session(last.id).await.expect("load"), None);
-        assert_eq!(
-            store.load_session(edge.id).await.expect("load"),
-            Some(edge.clone())
-        );
-        assert_eq!(store.load_session(live.id).await.expect("load"), Some(live));
-        // `before_ms` is exclusive.
-        assert_eq!(store.prune_sessions(10_000).await.expect("prune"), 0);
-        assert_eq!(store.prune_sessions(10_001).await.expect("prune"), 1);
-    }
-
-    fn key(kid: &str, created_at_ms: i64) -> SigningKeyRecord {
-        SigningKeyRecord {
-            kid: kid.into(),
-            algorithm: "EdDSA".into(),
-            private_key: format!("private-{kid}"),
-            public_key: format!("public-{kid}"),
-            created_at_ms,
-        }
-    }
-
-    #[tokio::test]
-    async fn signing_keys_round_trip_oldest_first() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(&dir.path().join("a.db"))
-            .await
-            .expect("open");
-        assert!(store.signing_keys().await.expect("keys").is_empty());
-        for k in [key("b", 2_000), key("z", 1_000), key("a", 2_000)] {
-            store.insert_signing_key(&k).await.expect("insert");
-        }
-        // An existing kid is kept, not replaced.
-        let mut impostor = key("b", 500);
-        impostor.private_key = "other".into();
-        store.insert_signing_key(&impostor).await.expect("again");
-        assert_eq!(
-            store.signing_keys().await.expect("keys"),
-            vec![key("z", 1_000), key("a", 2_000), key("b", 2_000)]
-        );
-        // The private key never reaches a log through Debug.
-        assert!(!format!("{:?}", key("q", 1)).contains("private-q"));
     }
 
     #[tokio::test]
@@ -1029,7 +585,7 @@ mod tests {
         }
         let store = SqliteStore::open(&path).await.expect("upgrade");
         assert_eq!(
-            migration_count(&store).await,
+            TempFile::applied_migrations(&store).await,
             migrations::SQLITE.len() as i64
         );
         assert_eq!(
