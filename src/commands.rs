@@ -44,26 +44,16 @@ pub async fn list_keys(settings: &Settings) -> Outcome {
 }
 
 /// Times `rounds` argon2id hashes with the configured parameters on one
-/// thread and prints, as a JSON line, one hash's time and the hash-bound
+/// thread, exactly as the hashing pool computes them, and prints, as a JSON line, one hash's time and the hash-bound
 /// sign-in limit (hashing threads / one hash's time).
 pub fn hash_cost(settings: &Settings, rounds: u32) -> Outcome {
-    use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
-    let params = Params::new(
+    let per_hash = crate::actors::hashing::seconds_per_hash(
         settings.argon2_m_kib,
         settings.argon2_t,
         settings.argon2_p,
-        None,
+        rounds,
     )
-    .map_err(|e| format!("argon2 parameters: {e}"))?;
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    let rounds = rounds.max(1);
-    let started = std::time::Instant::now();
-    for i in 0..rounds {
-        argon
-            .hash_password(format!("benchmark-password-{i}").as_bytes())
-            .map_err(|e| format!("hashing failed: {e}"))?;
-    }
-    let per_hash = started.elapsed().as_secs_f64() / f64::from(rounds);
+    .map_err(|e| e.to_string())?;
     let threads = settings.hash_threads();
     println!(
         "{}",

@@ -207,6 +207,20 @@ impl Hasher {
     }
 }
 
+/// Seconds one hash takes on this thread with these parameters, the way the
+/// pool's threads hash (reused buffer), averaged over `rounds`.
+pub fn seconds_per_hash(m_kib: u32, t: u32, p: u32, rounds: u32) -> Result<f64, HashError> {
+    let params = Params::new(m_kib, t, p, None).map_err(|e| HashError::Internal(e.to_string()))?;
+    let mut hasher = Hasher::new(params);
+    hasher.hash(b"warm-up: allocate the buffer")?;
+    let rounds = rounds.max(1);
+    let started = std::time::Instant::now();
+    for i in 0..rounds {
+        hasher.hash(format!("benchmark-password-{i}").as_bytes())?;
+    }
+    Ok(started.elapsed().as_secs_f64() / f64::from(rounds))
+}
+
 /// One hashing thread: takes jobs until the pool is dropped.
 fn work(mut hasher: Hasher, inbox: &Mutex<Receiver<Job>>, waiting: &AtomicUsize, nice: i32) {
     lower_priority(nice);
