@@ -52,10 +52,6 @@ impl<M: Message> ChildSlot<M> {
         })
     }
 
-    pub fn kind(&self) -> ActorKind {
-        self.kind
-    }
-
     pub(crate) fn set(&self, actor: Option<ActorRef<M>>) {
         self.current.store(actor.map(Arc::new));
     }

@@ -30,8 +30,6 @@ pub enum ActorKind {
 }
 
 impl ActorKind {
-    pub const ALL: [ActorKind; 3] = [ActorKind::User, ActorKind::Token, ActorKind::DbHealth];
-
     pub fn name(self) -> &'static str {
         match self {
             ActorKind::User => "UserActor",

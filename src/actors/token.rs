@@ -146,11 +146,11 @@ pub enum RevokeScope {
 impl SessionOp {
     fn fail(self, failure: TokenFailure) {
         // A caller that gave up (timeout) has dropped its port; ignore.
-        let _ = match self {
-            SessionOp::Refresh(r) => r.send(Err(failure)).is_ok(),
-            SessionOp::Revoke(r) | SessionOp::RevokeAll(r) => r.send(Err(failure)).is_ok(),
-            SessionOp::Authorize(r) => r.send(Err(failure)).is_ok(),
-        };
+        match self {
+            SessionOp::Refresh(r) => drop(r.send(Err(failure))),
+            SessionOp::Revoke(r) | SessionOp::RevokeAll(r) => drop(r.send(Err(failure))),
+            SessionOp::Authorize(r) => drop(r.send(Err(failure))),
+        }
     }
 }
 
