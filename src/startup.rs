@@ -51,8 +51,8 @@ pub struct Application {
     system: ActorSystem,
     ctx: Arc<AppContext>,
     limits: ServerLimits,
-    /// Background tasks: the change-feed follower (PostgreSQL only) and
-    /// the signing-key reloader (EdDSA only).
+    /// Background tasks: the change-feed follower (PostgreSQL only), the
+    /// signing-key reloader (EdDSA only) and the metrics upkeep.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -68,8 +68,9 @@ impl Application {
         let keys = KeyRing::load(&settings, Arc::clone(&store)).await?;
         let key_reload =
             keys.spawn_periodic_reload(Duration::from_secs(settings.key_reload_secs.max(1)));
-        // Install the metrics recorder before anything records.
-        let _ = crate::telemetry::metrics::handle();
+        // Install the metrics recorder before anything records, and drain
+        // its histogram samples on a timer of our own (not only on scrape).
+        let metrics_upkeep = crate::telemetry::metrics::spawn_upkeep();
         let hasher = HashPool::new(
             settings.argon2_m_kib,
             settings.argon2_t,
@@ -140,6 +141,7 @@ impl Application {
                 settings.rate_limit_enabled,
                 settings.rate_limit_per_ip_per_minute,
                 settings.rate_limit_per_account_per_minute,
+                settings.rate_limit_max_keys,
             ),
             gauges: ScrapeGauges {
                 cache,
@@ -152,7 +154,11 @@ impl Application {
             local_addr,
             system,
             ctx,
-            background: feed.into_iter().chain(key_reload).collect(),
+            background: feed
+                .into_iter()
+                .chain(key_reload)
+                .chain(metrics_upkeep)
+                .collect(),
             limits: ServerLimits {
                 header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
                 max_connections: settings.max_connections,

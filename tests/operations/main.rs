@@ -10,5 +10,6 @@ mod cluster;
 mod faults;
 mod keys;
 mod limits;
+mod memory;
 mod observability;
 mod shutdown;
