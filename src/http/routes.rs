@@ -10,7 +10,7 @@
 //! | `POST /revoke`, `DELETE /auth/revoke` | [`revoke`] | `TokenHandle::revoke` |
 //! | `GET /authorize` (Bearer header) | [`authorize`] | `TokenHandle::authorize` |
 //! | `GET /auth/authorize-token` (JSON body or Bearer) | [`authorize_token`] | `TokenHandle::authorize` |
-//! | `GET /health` | [`health`] | `HealthHandle::status` |
+//! | `GET /health`, `GET /auth/health` | [`health`] | `HealthHandle::status` |
 //! | `GET /.well-known/jwks.json` | [`jwks`] | `TokenHandle::jwks` (no actor call) |
 //! | `GET /metrics` | [`metrics`] | none: Prometheus text from the recorder |
 //! | `GET /openapi.json` | [`openapi`] | none: the static OpenAPI document |
@@ -33,7 +33,7 @@ use std::sync::Arc;
 use super::rate_limit::RateLimits;
 use crate::actors::hashing::HashPool;
 use crate::actors::Services;
-use crate::domain::{Email, Password};
+use crate::domain::{Email, Password, SignInEmail};
 use crate::store::Store;
 use crate::telemetry::metrics as m;
 
@@ -99,7 +99,7 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
         "/auth/revoke" => ("DELETE", Endpoint::Revoke),
         "/authorize" => ("GET", Endpoint::Authorize),
         "/auth/authorize-token" => ("GET", Endpoint::AuthorizeToken),
-        "/health" => ("GET", Endpoint::Health),
+        "/health" | "/auth/health" => ("GET", Endpoint::Health),
         "/.well-known/jwks.json" => ("GET", Endpoint::Jwks),
         "/metrics" => ("GET", Endpoint::Metrics),
         "/openapi.json" => ("GET", Endpoint::OpenApi),
@@ -132,18 +132,11 @@ pub async fn dispatch(
     }
 }
 
-/// Parses `{"email","password"}` and counts the attempt against the rate
+/// Counts an attempt on `account` (a case-folded e-mail) against the rate
 /// limits of the client address and the account.
-async fn credentials(
-    request: Request<Incoming>,
-    peer: IpAddr,
-    ctx: &AppContext,
-) -> Result<(Email, Password), ApiError> {
-    let body: CredentialsBody = read_json(request, ctx.max_body_bytes).await?;
-    let email = Email::parse(&body.email)?;
-    let password = Password::parse(body.password)?;
+fn rate_limit(ctx: &AppContext, peer: IpAddr, account: &str) -> Result<(), ApiError> {
     if let Some(limits) = &ctx.rate_limits {
-        limits.check(peer, &email).map_err(|limited| {
+        limits.check(peer, account).map_err(|limited| {
             ::metrics::counter!(m::RATE_LIMITED).increment(1);
             ApiError::RateLimited {
                 // Round up: "retry in 0 s" would invite an immediate retry.
@@ -152,15 +145,19 @@ async fn credentials(
             }
         })?;
     }
-    Ok((email, password))
+    Ok(())
 }
 
+/// Sign-up applies authd's rules to the e-mail and the password.
 pub async fn sign_up(
     request: Request<Incoming>,
     peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (email, password) = credentials(request, peer, ctx).await?;
+    let body: CredentialsBody = read_json(request, ctx.max_body_bytes).await?;
+    let email = Email::parse(&body.email)?;
+    let password = Password::parse(body.password)?;
+    rate_limit(ctx, peer, email.as_str())?;
     let issued = ctx.services.users.sign_up(email, password).await?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -173,7 +170,12 @@ pub async fn sign_in(
     peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (email, password) = credentials(request, peer, ctx).await?;
+    // Sign-in does not: an account adopted from the old service may have a
+    // password or an e-mail that sign-up would refuse today.
+    let body: CredentialsBody = read_json(request, ctx.max_body_bytes).await?;
+    let email = SignInEmail::parse(&body.email)?;
+    let password = Password::parse_presented(body.password)?;
+    rate_limit(ctx, peer, email.folded())?;
     let issued = ctx.services.users.sign_in(email, password).await?;
     Ok(json_response(StatusCode::OK, &TokenResponse::from(issued)))
 }
@@ -207,7 +209,16 @@ pub async fn authorize(
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let token = bearer_token(&request)?.ok_or(ApiError::MissingToken)?;
-    authorized(&token, ctx).await
+    let who = ctx.services.tokens.authorize(&token).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "user_id": who.user_id,
+            "user_int_id": who.user_int_id,
+            "session_id": who.session_id,
+            "expires_at": who.expires_at,
+        }),
+    ))
 }
 
 /// The seed's `GET /auth/authorize-token`, which read the token from a JSON
@@ -223,15 +234,14 @@ pub async fn authorize_token(
             body.access_token
         }
     };
-    authorized(&token, ctx).await
-}
-
-async fn authorized(token: &str, ctx: &AppContext) -> Result<Response<Full<Bytes>>, ApiError> {
-    let who = ctx.services.tokens.authorize(token).await?;
+    // The old service answered `{"user_id": <int>}`; its clients and the
+    // services downstream key their data by that integer.
+    let who = ctx.services.tokens.authorize(&token).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({
-            "user_id": who.user_id,
+            "user_id": who.user_int_id,
+            "user_uuid": who.user_id,
             "session_id": who.session_id,
             "expires_at": who.expires_at,
         }),
