@@ -70,7 +70,9 @@ fn publish(counts: &LegacyCounts) {
 
 /// Logs the start-up line and keeps the gauge fresh; `None` without old
 /// tables.
-pub async fn start(store: Arc<dyn Store>) -> Result<Option<tokio::task::JoinHandle<()>>, StoreError> {
+pub async fn start(
+    store: Arc<dyn Store>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, StoreError> {
     let Some(report) = report(&*store).await? else {
         return Ok(None);
     };

@@ -14,13 +14,13 @@ use tokio::net::TcpListener;
 use crate::actors::db_health::HealthDeps;
 use crate::actors::hashing::{HashError, HashPool};
 use crate::actors::legacy_tokens::LegacyTokens;
-use crate::domain::LegacyTokenCodec;
 use crate::actors::session_feed;
 use crate::actors::session_writer::BatchLimits;
 use crate::actors::supervisor::ActorSystem;
 use crate::actors::token::TokenDeps;
 use crate::actors::user::UserDeps;
 use crate::actors::{ActorKind, ChildSlot, Services};
+use crate::domain::LegacyTokenCodec;
 use crate::http::rate_limit::RateLimits;
 use crate::http::routes::{AppContext, ScrapeGauges};
 use crate::http::server::{serve, ServerLimits};
@@ -71,14 +71,15 @@ impl Application {
         let legacy_progress = crate::cutover::start(Arc::clone(&store)).await?;
         // The old service's tokens are HS256 over its SECRET_KEY: without
         // that key configured there is nothing to verify them with.
-        let legacy_tokens = (store.legacy().is_some() && !settings.secret_key.is_empty()).then(|| {
-            Arc::new(LegacyTokens {
-                codec: LegacyTokenCodec::new(settings.secret_key.as_bytes()),
-                store: Arc::clone(&store),
-                session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
-                refresh_grace_ms: settings.refresh_grace_ms,
-            })
-        });
+        let legacy_tokens =
+            (store.legacy().is_some() && !settings.secret_key.is_empty()).then(|| {
+                Arc::new(LegacyTokens {
+                    codec: LegacyTokenCodec::new(settings.secret_key.as_bytes()),
+                    store: Arc::clone(&store),
+                    session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
+                    refresh_grace_ms: settings.refresh_grace_ms,
+                })
+            });
         let key_reload =
             keys.spawn_periodic_reload(Duration::from_secs(settings.key_reload_secs.max(1)));
         // Install the metrics recorder before anything records, and drain

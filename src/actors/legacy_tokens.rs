@@ -174,7 +174,10 @@ impl LegacyTokens {
             .filter(|u| u.is_active)
             .ok_or(TokenFailure::Invalid)?;
         let folded = old.email.trim().to_lowercase();
-        let adopted = match legacy.adopt(UserId::new_random(), &folded, "", old.id).await {
+        let adopted = match legacy
+            .adopt(UserId::new_random(), &folded, "", old.id)
+            .await
+        {
             Err(StoreError::EmailTaken) => {
                 // Its case-folded e-mail is another account's: keep the
                 // old spelling (see README, "Replacing the FastAPI service").

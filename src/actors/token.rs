@@ -25,8 +25,8 @@ use super::legacy_tokens::{LegacyRequest, LegacyTokens};
 use super::session_writer::{BatchLimits, SessionWriter};
 use super::{CallError, ChildSlot};
 use crate::domain::{
-    now_ms, Claims, LegacyTokenCodec, RefreshDecision, Session, SessionChange, SessionId, SessionState, TokenCodec,
-    TokenError, UserId,
+    now_ms, Claims, LegacyTokenCodec, RefreshDecision, Session, SessionChange, SessionId,
+    SessionState, TokenCodec, TokenError, UserId,
 };
 use crate::keys::KeyRing;
 use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
@@ -112,10 +112,7 @@ pub enum TokenMsg {
     },
     /// Revoke one session by id (a surplus session of a raced legacy
     /// exchange, or one whose exchanged old token was reused).
-    RevokeSession {
-        id: SessionId,
-        reply: Reply<()>,
-    },
+    RevokeSession { id: SessionId, reply: Reply<()> },
     /// A request about an old service's token (see `legacy_tokens`).
     Legacy(LegacyRequest),
     /// Anything done with the token of an existing session.
@@ -267,7 +264,11 @@ impl TokenHandle {
         self.keys.codec().jwks().clone()
     }
 
-    pub async fn issue(&self, user_id: UserId, user_int_id: i64) -> Result<IssuedToken, TokenFailure> {
+    pub async fn issue(
+        &self,
+        user_id: UserId,
+        user_int_id: i64,
+    ) -> Result<IssuedToken, TokenFailure> {
         let session = self.start_session(user_id, user_int_id).await?;
         self.sign_session(&session)
     }

@@ -201,7 +201,6 @@ async fn sign_up(
     Ok(deps.tokens.issue(user.id, int_id).await?)
 }
 
-
 /// Checks the credentials and starts a session. Every wrong-credentials
 /// answer waits until `signin_failure_floor` after the request arrived, so
 /// an unknown e-mail (no hash at all), a wrong argon2id password (~20 ms)
@@ -271,7 +270,11 @@ async fn check_credentials(
     let password_hash = deps.hasher.hash(password).await?;
     let folded = old.email.trim().to_lowercase();
     let shared = legacy.legacy_email_shared(&folded).await?;
-    let spelling = if shared { old.email.as_str() } else { folded.as_str() };
+    let spelling = if shared {
+        old.email.as_str()
+    } else {
+        folded.as_str()
+    };
     let user = legacy
         .adopt(UserId::new_random(), spelling, &password_hash, old.id)
         .await

@@ -31,7 +31,6 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-
 /// How often keys not seen for a minute are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 

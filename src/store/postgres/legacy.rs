@@ -39,12 +39,13 @@ const BY_EXACT_EMAIL: &str = "SELECT id::bigint, email, hashed_password, \
      COALESCE(is_active, true) FROM public.users WHERE email = $1";
 const BY_ID: &str = "SELECT id::bigint, email, hashed_password, COALESCE(is_active, true) \
      FROM public.users WHERE id = $1";
-const IDS_BY_KEY: &str = "SELECT legacy_id FROM legacy_users WHERE email_key = $1 ORDER BY legacy_id";
+const IDS_BY_KEY: &str =
+    "SELECT legacy_id FROM legacy_users WHERE email_key = $1 ORDER BY legacy_id";
 const KEY_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM legacy_users WHERE email_key = $1)";
 const KEY_SHARED: &str = "SELECT count(*) > 1 FROM legacy_users WHERE email_key = $1";
 const NEWEST_INDEXED: &str = "SELECT COALESCE(max(legacy_id), 0) FROM legacy_users";
 const NEW_OLD_ROWS: &str =
-    "SELECT id::bigint, email FROM public.users WHERE id > $1 ORDER BY id LIMIT $2";
+    "SELECT id::bigint, email FROM public.users WHERE id > $1::bigint ORDER BY id LIMIT $2";
 const INDEX_ROWS: &str = "INSERT INTO legacy_users (legacy_id, email, email_key) \
      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING";
 const ADOPTED: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed \
@@ -311,8 +312,7 @@ impl LegacyStore for PostgresStore {
             .on_connection("record_exchange", |c| {
                 Box::pin(async move {
                     let statement = c.prepare_cached(RECORD_EXCHANGE).await?;
-                    c.execute(&statement, &[&sha, &session.0, &at_ms])
-                        .await
+                    c.execute(&statement, &[&sha, &session.0, &at_ms]).await
                 })
             })
             .await?;
