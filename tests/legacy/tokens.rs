@@ -134,6 +134,27 @@ async fn old_tokens_authorize_and_are_exchanged_once() {
         .await
         .error(401, "token_revoked");
 
+    // The old client logging out with its old token (DELETE /auth/revoke).
+    let ivy = old.add_user("ivy@example.com", "ivy-pw", true).await;
+    let ivy_old = old.add_token(ivy, now_secs() + 600).await;
+    let revoked = app
+        .send(
+            app.request(Method::DELETE, "/auth/revoke")
+                .json(&json!({ "access_token": ivy_old })),
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    assert_eq!(
+        revoked.body,
+        json!({ "message": "Token revoked successfully." })
+    );
+    authorize_token(&app, &ivy_old)
+        .await
+        .unauthorized(&["invalid_token", "token_revoked"]);
+    put_refresh(&app, &ivy_old)
+        .await
+        .error(401, "token_revoked");
+
     drop(app);
     old.remove_role().await;
 }
