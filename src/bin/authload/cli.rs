@@ -65,7 +65,7 @@ pub struct Args {
     /// Write a self-contained HTML report (inline SVG charts).
     #[arg(long, value_name = "FILE.html")]
     pub report: Option<PathBuf>,
-    /// Fail (exit status 2) when this does not hold, e.g. 'p99<10ms',
+    /// Fail (exit status 99) when this does not hold, e.g. 'p99<10ms',
     /// 'errors<0.1%', 'refresh.p50<=2ms', 'rps>1000', 'dropped==0'. Repeatable.
     #[arg(long, value_parser = Threshold::parse)]
     pub threshold: Vec<Threshold>,

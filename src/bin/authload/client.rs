@@ -88,4 +88,3 @@ impl Client {
         self.sender = None;
     }
 }
-

@@ -47,8 +47,14 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
         ("warm-up".into(), format!("{:.1} s", p.warmup.as_secs_f64())),
         ("measured".into(), format!("{secs:.1} s")),
         ("targets".into(), p.targets.join(", ")),
-        ("requests".into(), format!("{} ({} ok)", s.requests(), s.ok())),
-        ("throughput".into(), format!("{:.1} req/s", s.requests() as f64 / secs)),
+        (
+            "requests".into(),
+            format!("{} ({} ok)", s.requests(), s.ok()),
+        ),
+        (
+            "throughput".into(),
+            format!("{:.1} req/s", s.requests() as f64 / secs),
+        ),
         (
             "latency".into(),
             format!(

@@ -24,12 +24,20 @@ pub async fn report(
     mut done: watch::Receiver<bool>,
 ) {
     let total_secs = duration.as_secs_f64();
+    let measured = duration.as_secs_f64().ceil() as usize;
     let mut errors_so_far = 0u64;
+    let mut finished = false;
     for second in 0usize.. {
-        let due = measure_from + Duration::from_secs(second as u64 + 1) + SETTLE;
-        tokio::select! {
-            _ = tokio::time::sleep_until(due) => {}
-            _ = done.wait_for(|d| *d) => return,
+        if !finished {
+            let due = measure_from + Duration::from_secs(second as u64 + 1) + SETTLE;
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = done.wait_for(|d| *d) => finished = true,
+            }
+        }
+        // Once the run is over, the seconds not printed yet are complete.
+        if finished && second >= measured {
+            return;
         }
         let s = timeline.second(second);
         errors_so_far += s.error_count();

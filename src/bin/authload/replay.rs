@@ -109,7 +109,13 @@ mod tests {
         assert_eq!(c.next(), (Op::Replay, Some("t0".into())));
         c.after(Op::Replay, Some(401), Ok(()), None, &mut n);
         assert_eq!(c.next(), (Op::ReplayCheck, Some("t2".into())));
-        c.after(Op::ReplayCheck, Some(200), Err(ErrKind::Status(200)), None, &mut n);
+        c.after(
+            Op::ReplayCheck,
+            Some(200),
+            Err(ErrKind::Status(200)),
+            None,
+            &mut n,
+        );
         assert_eq!(c.next(), (Op::Signin, None));
         assert_eq!(
             n,

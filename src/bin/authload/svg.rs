@@ -62,7 +62,10 @@ fn number(value: f64) -> String {
 }
 
 pub fn line_chart(chart: &LineChart<'_>) -> String {
-    let xs = chart.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+    let xs = chart
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0));
     let x_min = xs.clone().fold(f64::INFINITY, f64::min).min(0.0);
     let x_max = xs.fold(f64::NEG_INFINITY, f64::max).max(x_min + 1.0);
     let y_max = nice_ceiling(

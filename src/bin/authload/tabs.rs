@@ -58,6 +58,9 @@ struct TabState {
     token: Option<String>,
     /// (rotated token, the successor it got), newest last.
     successors: VecDeque<(String, String)>,
+    /// Tokens that were current when their session was found revoked: a
+    /// late 200 for one is a rotation that happened before the revocation.
+    retired: VecDeque<String>,
     resigning: bool,
 }
 
@@ -106,6 +109,7 @@ impl TabSession {
             .find(|(rotated, _)| rotated == presented)
             .map(|(_, successor)| successor.clone());
         let current = state.token.as_deref() == Some(presented);
+        let retired = state.retired.iter().any(|t| t == presented);
         match (result, successor) {
             (Ok(()), Some(new)) => match known {
                 Some(earlier) if earlier == new => TabEvent::GraceDuplicate,
@@ -120,6 +124,7 @@ impl TabSession {
                     state.token = Some(new.to_owned());
                     TabEvent::Rotated
                 }
+                None if retired => TabEvent::Rotated,
                 // A token older than what is remembered.
                 None if state.token.as_deref() == Some(new) => TabEvent::GraceDuplicate,
                 None => TabEvent::Forked,
@@ -129,6 +134,10 @@ impl TabSession {
                 if current {
                     // The session is gone (an earlier reuse revoked it).
                     state.token = None;
+                    state.retired.push_back(presented.to_owned());
+                    if state.retired.len() > REMEMBERED {
+                        state.retired.pop_front();
+                    }
                 }
                 TabEvent::RevokedRefused
             }
@@ -143,7 +152,6 @@ impl TabSession {
         match token {
             Some(token) => {
                 state.token = Some(token.to_owned());
-                state.successors.clear();
                 TabEvent::Resigned
             }
             None => TabEvent::Nothing,
@@ -184,6 +192,12 @@ mod tests {
         assert!(matches!(s.next(), TabAction::Wait));
         assert_eq!(s.after_signin(Some("u0")), TabEvent::Resigned);
         assert!(matches!(s.next(), TabAction::Refresh(t) if t == "u0"));
+        // t2 had rotated just before the revocation; its answer came late.
+        assert_eq!(s.after_refresh("t2", Ok(()), Some("t3")), TabEvent::Rotated);
+        assert_eq!(
+            s.after_refresh("t1", Ok(()), Some("t2")),
+            TabEvent::GraceDuplicate
+        );
         assert_eq!(
             s.after_refresh("u0", Err(ErrKind::Timeout), None),
             TabEvent::Nothing

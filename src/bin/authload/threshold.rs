@@ -1,7 +1,7 @@
 //! `--threshold` expressions for CI: `p99<10ms`, `errors<0.1%`,
 //! `refresh.p50<=2ms`, `rps>=1000`, `dropped==0`. A metric, optionally
 //! scoped to one operation (`refresh.`), a comparison and a value. Latency
-//! values take `us`, `ms` (the default) or `s`; counts may be a percentage
+//! values take `us`, `ms` (the default), `s`, `min` or `h`; counts may be a percentage
 //! (of requests; for `late`, of requests sent; for `dropped`, of requests
 //! scheduled).
 
@@ -190,6 +190,8 @@ fn parse_limit(metric: Metric, raw: &str) -> Option<(f64, bool)> {
             "us" | "µs" => 0.001,
             "ms" | "" => 1.0,
             "s" => 1000.0,
+            "min" => 60_000.0,
+            "h" => 3_600_000.0,
             _ => return None,
         };
         return Some((value * factor, false));

@@ -20,7 +20,7 @@ use crate::client::Client;
 use crate::ops::{ErrKind, Op};
 use crate::replay::ReplayCycle;
 use crate::stats::Stats;
-use crate::tabs::{TabAction, TabEvent, TabSession};
+use crate::tabs::{TabAction, TabSession};
 use crate::target::TargetPlan;
 use crate::timeline::Timeline;
 
@@ -392,7 +392,9 @@ impl Worker {
             if chain_broken {
                 self.stats.resyncs += 1;
             }
-            let second = finished.saturating_duration_since(window.measure_from).as_secs();
+            let second = finished
+                .saturating_duration_since(window.measure_from)
+                .as_secs();
             self.plan
                 .timeline
                 .record(second as usize, op, result, latency);
@@ -432,9 +434,6 @@ impl Worker {
                 };
                 if counted {
                     event.count(&mut self.stats.tabs);
-                } else if event == TabEvent::Forked {
-                    // A fork is a server bug: report it even in the warm-up.
-                    self.stats.tabs.forked += 1;
                 }
             }
             Role::Replay(cycle) => {
@@ -466,9 +465,7 @@ impl Worker {
             (None, _) => {}
             // A revoke ends the session whatever it answered.
             (Some(_), _) if op == Op::Revoke => self.forget_token(),
-            (Some(401), Err(_)) if matches!(op, Op::Refresh | Op::Authorize) => {
-                self.forget_token()
-            }
+            (Some(401), Err(_)) if matches!(op, Op::Refresh | Op::Authorize) => self.forget_token(),
             (Some(_), Err(ErrKind::BadBody)) if op == Op::Refresh => self.forget_token(),
             (Some(_), Ok(())) => {
                 if let Some(token) = token {
@@ -492,7 +489,11 @@ impl Worker {
             }
             Op::Signup | Op::Signin => self.credentials.clone(),
             _ if op.takes_token_body() => {
-                let token = if own { self.token.as_deref() } else { presented };
+                let token = if own {
+                    self.token.as_deref()
+                } else {
+                    presented
+                };
                 token_body(token.unwrap_or_default())
             }
             _ => Bytes::new(),
@@ -592,10 +593,7 @@ mod tests {
     #[test]
     fn check_sorts_answers() {
         assert_eq!(check(Op::Replay, 401, b"{}"), (Ok(()), None));
-        assert_eq!(
-            check(Op::Replay, 200, b"{}").0,
-            Err(ErrKind::Status(200))
-        );
+        assert_eq!(check(Op::Replay, 200, b"{}").0, Err(ErrKind::Status(200)));
         assert_eq!(check(Op::Refresh, 200, b"nope").0, Err(ErrKind::BadBody));
         assert_eq!(
             check(Op::Refresh, 200, br#"{"access_token":"t"}"#),
