@@ -40,7 +40,7 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
     let secs = run.seconds();
     let mut rows: Vec<(String, String)> = vec![
         ("run".into(), p.run_id.clone()),
-        ("started (Unix time)".into(), p.started_unix.to_string()),
+        ("measured from".into(), utc(p.started_unix)),
         ("scenario".into(), p.scenario.label().into()),
         ("mode".into(), p.mode()),
         ("connections".into(), p.connections.to_string()),
@@ -316,4 +316,38 @@ fn percentile_points(h: &Histogram) -> Vec<(f64, f64)> {
     }
     points.push((deepest.max(0.1), ms(h.max)));
     points
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC` (the civil
+/// calendar from days, after Howard Hinnant's `civil_from_days`).
+fn utc(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(1_796_162_264), "2026-12-01 21:57:44 UTC");
+    }
 }

@@ -42,9 +42,11 @@
 
 mod cli;
 mod client;
+mod exchange;
 mod histogram;
 mod html;
 mod ops;
+mod pacer;
 mod progress;
 mod replay;
 mod results;

@@ -12,13 +12,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::cli::{Args, Scenario};
+use crate::exchange::credentials_body;
+use crate::pacer::Pacer;
 use crate::replay::ReplayCycle;
 use crate::results::{Params, RunResult, TargetResult};
 use crate::stats::Stats;
 use crate::tabs::TabSession;
 use crate::target::TargetPlan;
 use crate::timeline::Timeline;
-use crate::worker::{credentials_body, Pacer, Plan, Role, Window, Worker};
+use crate::worker::{Plan, Role, Window, Worker};
 
 /// Sent by the coordinator once every connection is set up.
 #[derive(Clone, Copy)]

@@ -197,15 +197,15 @@ pub fn bar_chart(id: &str, y_label: &str, bars: &[(String, f64)]) -> String {
     }
     for (i, (label, value)) in bars.iter().enumerate() {
         let h = value / y_max * plot_h;
-        let x = LEFT + i as f64 * slot + slot * 0.2;
+        let width = (slot * 0.6).min(120.0);
+        let x = LEFT + i as f64 * slot + (slot - width) / 2.0;
         let _ = write!(
             svg,
-            r#"<rect class="bar" data-label="{}" x="{x:.1}" y="{:.1}" width="{:.1}" height="{h:.1}" fill="{}"/><text x="{:.1}" y="{}" text-anchor="middle" font-size="12">{} ({})</text>"#,
+            r#"<rect class="bar" data-label="{}" x="{x:.1}" y="{:.1}" width="{width:.1}" height="{h:.1}" fill="{}"/><text x="{:.1}" y="{}" text-anchor="middle" font-size="12">{} ({})</text>"#,
             escape(label),
             TOP + plot_h - h,
-            slot * 0.6,
             PALETTE[1],
-            x + slot * 0.3,
+            x + width / 2.0,
             TOP + plot_h + 18.0,
             escape(label),
             number(*value)

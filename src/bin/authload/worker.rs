@@ -4,7 +4,6 @@
 //! (requests at the times a shared [`Pacer`] hands out), recording every
 //! answer into its own [`Stats`] and the shared [`Timeline`].
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +11,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::Request;
-use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::cli::Scenario;
 use crate::client::Client;
+use crate::exchange::{check, credentials_body, token_body};
 use crate::ops::{ErrKind, Op};
+use crate::pacer::Pacer;
 use crate::replay::ReplayCycle;
 use crate::stats::Stats;
 use crate::tabs::{TabAction, TabSession};
@@ -39,67 +39,6 @@ pub struct Plan {
 pub struct Window {
     pub measure_from: Instant,
     pub end: Instant,
-}
-
-/// Open loop: hands out intended send times at a constant rate, in order,
-/// to whichever connection asks next.
-pub struct Pacer {
-    start: Instant,
-    interval_ns: f64,
-    next: AtomicU64,
-}
-
-impl Pacer {
-    pub fn new(start: Instant, rate: f64) -> Self {
-        Pacer {
-            start,
-            interval_ns: 1e9 / rate,
-            next: AtomicU64::new(0),
-        }
-    }
-
-    fn at(&self, slot: u64) -> Instant {
-        self.start + Duration::from_nanos((slot as f64 * self.interval_ns) as u64)
-    }
-
-    fn claim(&self) -> Instant {
-        self.at(self.next.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// How many intended times fall in `[from, to)`.
-    pub fn scheduled_between(&self, from: Instant, to: Instant) -> u64 {
-        let slots_before = |t: Instant| {
-            let ns = t.saturating_duration_since(self.start).as_nanos() as f64;
-            (ns / self.interval_ns).ceil() as u64
-        };
-        slots_before(to) - slots_before(from)
-    }
-}
-
-#[derive(Serialize)]
-struct Credentials<'a> {
-    email: &'a str,
-    password: &'a str,
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer<'a> {
-    #[serde(borrow)]
-    access_token: std::borrow::Cow<'a, str>,
-}
-
-pub fn credentials_body(email: &str, password: &str) -> Bytes {
-    // Serializing two &str fields cannot fail.
-    Bytes::from(serde_json::to_vec(&Credentials { email, password }).unwrap_or_default())
-}
-
-fn token_body(token: &str) -> Bytes {
-    let mut body = Vec::with_capacity(token.len() + 20);
-    body.extend_from_slice(b"{\"access_token\":");
-    // Writing a &str into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut body, token);
-    body.push(b'}');
-    Bytes::from(body)
 }
 
 /// What drives the connection's choice of requests.
@@ -541,63 +480,5 @@ impl Worker {
     fn forget_token(&mut self) {
         self.token = None;
         self.bearer = None;
-    }
-}
-
-/// Checks an answer's status and, for the operations that issue one, reads
-/// the new token.
-fn check(op: Op, status: u16, body: &[u8]) -> (Result<(), ErrKind>, Option<String>) {
-    if status != op.expected_status() {
-        return (Err(ErrKind::Status(status)), None);
-    }
-    if !op.issues_token() {
-        return (Ok(()), None);
-    }
-    match serde_json::from_slice::<TokenAnswer>(body) {
-        Ok(answer) => (Ok(()), Some(answer.access_token.into_owned())),
-        Err(_) => (Err(ErrKind::BadBody), None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_body_is_json() {
-        let body = token_body("a.b\"c");
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["access_token"], "a.b\"c");
-    }
-
-    #[test]
-    fn pacer_counts_its_slots() {
-        let start = Instant::now();
-        let pacer = Pacer::new(start, 100.0);
-        // Slots at 0, 10 ms, 20 ms, ...: [0, 1 s) holds 100 of them.
-        assert_eq!(
-            pacer.scheduled_between(start, start + Duration::from_secs(1)),
-            100
-        );
-        assert_eq!(
-            pacer.scheduled_between(
-                start + Duration::from_millis(5),
-                start + Duration::from_millis(25)
-            ),
-            2
-        );
-        assert_eq!(pacer.claim(), start);
-        assert_eq!(pacer.claim(), start + Duration::from_millis(10));
-    }
-
-    #[test]
-    fn check_sorts_answers() {
-        assert_eq!(check(Op::Replay, 401, b"{}"), (Ok(()), None));
-        assert_eq!(check(Op::Replay, 200, b"{}").0, Err(ErrKind::Status(200)));
-        assert_eq!(check(Op::Refresh, 200, b"nope").0, Err(ErrKind::BadBody));
-        assert_eq!(
-            check(Op::Refresh, 200, br#"{"access_token":"t"}"#),
-            (Ok(()), Some("t".into()))
-        );
     }
 }
