@@ -1,6 +1,8 @@
 //! `--out FILE`: the per-second time series, one row per second of the
 //! measured window and operation used: count, successes, errors by status,
-//! p50/p99/max. JSON lines or CSV, by the file's extension.
+//! p50/p99/max. JSON lines or CSV, by the file's extension. A request is
+//! in the second its answer arrived (open loop: the drain after the window
+//! adds seconds past its end).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
