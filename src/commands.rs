@@ -47,7 +47,7 @@ pub async fn list_keys(settings: &Settings) -> Outcome {
 /// thread, exactly as the hashing pool computes them, and prints, as a JSON line, one hash's time and the hash-bound
 /// sign-in limit (hashing threads / one hash's time).
 pub fn hash_cost(settings: &Settings, rounds: u32) -> Outcome {
-    let per_hash = crate::actors::hashing::seconds_per_hash(
+    let per_hash = crate::hashing::seconds_per_hash(
         settings.argon2_m_kib,
         settings.argon2_t,
         settings.argon2_p,
@@ -105,8 +105,8 @@ pub async fn legacy_report(settings: &Settings) -> Outcome {
 /// Fills `TokenActor`'s cache type with `sessions` entries and prints, as a
 /// JSON line, the resident memory it took per session.
 pub fn cache_footprint(sessions: usize) -> Outcome {
-    use crate::actors::token::SessionCache;
     use crate::domain::{now_ms, Session, SessionId, SessionState, UserId};
+    use crate::sessions::SessionCache;
     fn resident_bytes() -> Result<u64, String> {
         let statm = std::fs::read_to_string("/proc/self/statm").map_err(|e| e.to_string())?;
         let pages: u64 = statm
@@ -121,7 +121,7 @@ pub fn cache_footprint(sessions: usize) -> Outcome {
     let now = now_ms();
     for _ in 0..sessions {
         let session = Session::start(UserId::new_random(), 0, now, 604_800_000);
-        cache.insert(session.id, session.state());
+        cache.insert_committed(&session);
     }
     let after = resident_bytes()?;
     println!(

@@ -8,23 +8,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use tokio::net::TcpListener;
 
 use crate::actors::db_health::HealthDeps;
-use crate::actors::hashing::{HashError, HashPool};
-use crate::actors::legacy_tokens::LegacyTokens;
-use crate::actors::session_feed;
-use crate::actors::session_writer::BatchLimits;
 use crate::actors::supervisor::ActorSystem;
+use crate::actors::token::legacy::LegacyTokens;
 use crate::actors::token::TokenDeps;
 use crate::actors::user::UserDeps;
 use crate::actors::{ActorKind, ChildSlot, Services};
 use crate::domain::LegacyTokenCodec;
+use crate::hashing::{HashError, HashPool};
 use crate::http::rate_limit::RateLimits;
 use crate::http::routes::{AppContext, ScrapeGauges};
 use crate::http::server::{serve, ServerLimits};
 use crate::keys::{KeyError, KeyRing};
+use crate::sessions::{self, BatchLimits, SessionCache};
 use crate::settings::Settings;
 use crate::store::{self, StoreError};
 
@@ -98,7 +96,7 @@ impl Application {
         let token_deps = Arc::new(TokenDeps {
             store: Arc::clone(&store),
             keys,
-            cache: Arc::new(DashMap::new()),
+            cache: Arc::new(SessionCache::new()),
             slot: ChildSlot::new(ActorKind::Token, request_timeout),
             session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
             refresh_grace_ms: settings.refresh_grace_ms,
@@ -114,7 +112,7 @@ impl Application {
             legacy: legacy_tokens,
         });
         let cache = Arc::clone(&token_deps.cache);
-        let feed = session_feed::spawn(
+        let feed = sessions::feed::spawn(
             Arc::clone(&store),
             Arc::clone(&token_deps.cache),
             settings.db_timeout(),

@@ -1,7 +1,10 @@
 //! The actor layer: one [`supervisor`] owning three children —
 //! [`user::UserActor`] (sign-up, sign-in), [`token::TokenActor`] (issue,
 //! rotate, revoke, authorize) and [`db_health::DbHealthActor`] — plus the
-//! handles the HTTP layer uses to reach them.
+//! handles the HTTP layer uses to reach them. One file (or folder) per
+//! actor; what an actor uses but is not itself an actor lives elsewhere
+//! (session state in `crate::sessions`, the argon2 pool in
+//! `crate::hashing`).
 //!
 //! A child's `ActorRef` dies with the child, so nobody keeps one: callers go
 //! through a [`ChildSlot`] that the supervisor refills after each restart.
@@ -9,10 +12,6 @@
 //! [`CallError::Unavailable`] (HTTP 503) instead of hanging.
 
 pub mod db_health;
-pub mod hashing;
-pub mod legacy_tokens;
-pub mod session_feed;
-pub mod session_writer;
 pub mod supervisor;
 pub mod token;
 pub mod user;

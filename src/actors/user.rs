@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::hashing::{HashError, HashPool};
 use super::token::{IssuedToken, TokenFailure, TokenHandle};
 use super::{CallError, ChildSlot};
 use crate::domain::{Email, Password, SignInEmail, UserId};
+use crate::hashing::{HashError, HashPool};
 use crate::store::{LegacyMatch, NewUser, Store, StoreError, UserRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,7 +15,6 @@
 //! | `GET /metrics` | [`metrics`] | none: Prometheus text from the recorder |
 //! | `GET /openapi.json` | [`openapi`] | none: the static OpenAPI document |
 
-use crate::actors::token::SessionCache;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -31,9 +30,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::rate_limit::RateLimits;
-use crate::actors::hashing::HashPool;
 use crate::actors::Services;
 use crate::domain::{Email, Password, SignInEmail};
+use crate::hashing::HashPool;
+use crate::sessions::SessionCache;
 use crate::store::Store;
 use crate::telemetry::metrics as m;
 

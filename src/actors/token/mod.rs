@@ -18,17 +18,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::legacy_tokens::{LegacyRequest, LegacyTokens};
-use super::session_writer::{BatchLimits, SessionWriter};
+pub mod legacy;
+
+use self::legacy::{LegacyRequest, LegacyTokens};
 use super::{CallError, ChildSlot};
 use crate::domain::{
-    now_ms, Claims, LegacyTokenCodec, RefreshDecision, Session, SessionChange, SessionId,
-    SessionState, TokenCodec, TokenError, UserId,
+    now_ms, Claims, LegacyTokenCodec, RefreshDecision, Session, SessionId, TokenCodec, TokenError,
+    UserId,
 };
 use crate::keys::KeyRing;
+use crate::sessions::{BatchLimits, SessionCache, SessionWriter};
 use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
 
 /// A request is re-dispatched at most this often (after a read-through or
@@ -97,10 +98,6 @@ impl From<StoreError> for TokenFailure {
 
 type Reply<T> = RpcReplyPort<Result<T, TokenFailure>>;
 
-/// `TokenActor`'s cache: the committed state of every session it has seen,
-/// by id.
-pub type SessionCache = DashMap<SessionId, SessionState>;
-
 pub enum TokenMsg {
     /// Start a session for a user who just signed up or in.
     /// Answered with the new session once it is durable; the caller signs
@@ -113,7 +110,7 @@ pub enum TokenMsg {
     /// Revoke one session by id (a surplus session of a raced legacy
     /// exchange, or one whose exchanged old token was reused).
     RevokeSession { id: SessionId, reply: Reply<()> },
-    /// A request about an old service's token (see `legacy_tokens`).
+    /// A request about an old service's token (see [`legacy`]).
     Legacy(LegacyRequest),
     /// Anything done with the token of an existing session.
     Session(SessionRequest),
@@ -422,7 +419,7 @@ impl TokenState {
             Box::new(move |written| {
                 let result = match written {
                     Ok(WriteOutcome::Applied) => {
-                        deps.cache.insert(created.id, created.state());
+                        deps.cache.insert_committed(&created);
                         Ok(created)
                     }
                     Ok(WriteOutcome::Conflict) => {
@@ -443,7 +440,7 @@ impl TokenState {
                 return;
             }
         }
-        let Some(session) = self.deps.cache.get(&id).map(|s| s.with_id(id)) else {
+        let Some(session) = self.deps.cache.get(id) else {
             self.read_through(request);
             return;
         };
@@ -614,7 +611,7 @@ impl TokenState {
                 Ok(WriteOutcome::Applied) => done(Ok(())),
                 Ok(WriteOutcome::Conflict) => {
                     // The session is gone from the database (pruned).
-                    deps.cache.remove(&id);
+                    deps.cache.forget(id);
                     done(Err(TokenFailure::Invalid))
                 }
                 Err(e) => done(Err(e.into())),
@@ -626,10 +623,8 @@ impl TokenState {
     /// background.
     fn prune(&mut self) {
         let now = now_ms();
-        let before = self.deps.cache.len();
-        self.deps.cache.retain(|_, s| s.expires_at_ms > now);
+        let evicted = self.deps.cache.prune_expired(now);
         let store = Arc::clone(&self.deps.store);
-        let evicted = before.saturating_sub(self.deps.cache.len());
         tokio::spawn(async move {
             match store.prune_sessions(now).await {
                 Ok(deleted) => tracing::info!(
@@ -673,22 +668,9 @@ impl TokenState {
 /// that does not (pruned) leaves the cache.
 async fn load_into_cache(deps: &TokenDeps, id: SessionId) -> Result<bool, TokenFailure> {
     match tokio::time::timeout(deps.db_timeout, deps.store.load_session(id)).await {
-        Ok(Ok(Some(loaded))) => {
-            let change = SessionChange {
-                id,
-                generation: loaded.generation,
-                issued_at_ms: loaded.issued_at_ms,
-                revoked: loaded.revoked,
-            };
-            deps.cache
-                .entry(id)
-                .and_modify(|cached| cached.merge(&change))
-                .or_insert(loaded.state());
-            Ok(true)
-        }
-        Ok(Ok(None)) => {
-            deps.cache.remove(&id);
-            Ok(false)
+        Ok(Ok(loaded)) => {
+            deps.cache.fold_loaded(id, loaded.as_ref());
+            Ok(loaded.is_some())
         }
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Err(TokenFailure::Unavailable("session lookup timed out".into())),

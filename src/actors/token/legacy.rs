@@ -22,7 +22,7 @@ use std::sync::Arc;
 use ractor::RpcReplyPort;
 use sha2::{Digest, Sha256};
 
-use super::token::{Authorized, IssuedToken, TokenFailure, TokenHandle};
+use super::{Authorized, IssuedToken, TokenFailure, TokenHandle};
 use crate::domain::{now_ms, LegacyTokenCodec, Session, TokenError, UserId};
 use crate::store::{LegacyStore, Store, StoreError, UserRecord};
 

@@ -14,11 +14,10 @@
 //!
 //! SQLite serves one instance and has no feed; then this task does not run.
 
-use crate::actors::token::SessionCache;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::session_writer::merge_into_cache;
+use super::SessionCache;
 use crate::domain::now_ms;
 use crate::store::{FeedEvent, Store};
 use crate::telemetry::metrics as m;
@@ -43,7 +42,7 @@ pub fn spawn(
             match event {
                 FeedEvent::Changes(changes) => {
                     metrics::counter!(m::FEED_CHANGES).increment(changes.len() as u64);
-                    merge_into_cache(&cache, &changes);
+                    cache.merge_from_peer(&changes);
                     // Notifications arrive in commit order: having this one
                     // means we had every earlier one.
                     heard_until = now_ms();
@@ -71,7 +70,7 @@ async fn catch_up(store: &dyn Store, cache: &SessionCache, since_ms: i64, db_tim
     loop {
         match tokio::time::timeout(db_timeout, store.changes_since(since_ms)).await {
             Ok(Ok(changes)) => {
-                merge_into_cache(cache, &changes);
+                cache.merge_from_peer(&changes);
                 tracing::info!(
                     event = "change_feed_caught_up",
                     changes = changes.len(),

@@ -15,13 +15,12 @@
 //! crashed), the task still writes everything already queued, then exits;
 //! nothing accepted is dropped.
 
-use crate::actors::token::SessionCache;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::domain::SessionChange;
+use super::SessionCache;
 use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
 use crate::telemetry::metrics as m;
 
@@ -144,19 +143,9 @@ async fn flush(
     if let Ok(done) = &result {
         // Changes commute (generations only grow, revocation is
         // permanent), so batches finishing out of order merge correctly.
-        merge_into_cache(cache, &done.changes);
+        cache.merge_batch(&done.changes);
     }
     answer(&mut batch, result.map(|done| done.outcomes));
-}
-
-/// Folds committed changes into the cached sessions (sessions not cached
-/// are left alone: a later read-through loads their committed state).
-pub fn merge_into_cache(cache: &SessionCache, changes: &[SessionChange]) {
-    for change in changes {
-        if let Some(mut cached) = cache.get_mut(&change.id) {
-            cached.merge(change);
-        }
-    }
 }
 
 /// Adds to `batch` whatever is already queued, and, if `max_wait` is set,

@@ -1,0 +1,20 @@
+//! Session state and everything that moves it: the one owner of
+//! `TokenActor`'s cache, and the two tasks that change it besides the actor.
+//!
+//! - [`cache`]: [`SessionCache`], the committed state of every cached
+//!   session; its methods are the only way to change it (one per kind of
+//!   change). A new kind of session change is a new method there.
+//! - [`writer`]: group commit; writes batches of session writes and folds
+//!   what they changed into the cache before answering.
+//! - [`feed`]: follows the store's change feed and folds other instances'
+//!   changes into the cache.
+//!
+//! `writer` and `feed` depend on `cache` only, never on each other nor on
+//! the actors; `TokenActor` (in `actors`) depends on all three.
+
+pub mod cache;
+pub mod feed;
+pub mod writer;
+
+pub use cache::SessionCache;
+pub use writer::{BatchLimits, OnDurable, SessionWriter, WriteResult};
