@@ -27,13 +27,22 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::oneshot;
 
 use crate::domain::Password;
+use crate::fault::Fault;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HashError {
+    /// The queue in front of the threads is full (HTTP 503).
     #[error("too many password operations queued")]
     Overloaded,
-    #[error("password hashing failed: {0}")]
-    Internal(String),
+    /// The threads are gone or argon2 refused its parameters.
+    #[error("password hashing {0}")]
+    Fault(#[from] Fault),
+}
+
+impl HashError {
+    fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        HashError::Fault(Fault::internal(source))
+    }
 }
 
 enum Job {
@@ -65,7 +74,7 @@ impl HashPool {
         nice: i32,
     ) -> Result<Arc<Self>, HashError> {
         let params =
-            Params::new(m_kib, t, p, None).map_err(|e| HashError::Internal(e.to_string()))?;
+            Params::new(m_kib, t, p, None).map_err(|e| HashError::internal(e.to_string()))?;
         let random: [u8; 32] = rand::random();
         let dummy_hash = Hasher::new(params.clone()).hash(&random)?;
         let (jobs, inbox) = sync_channel::<Job>(queue_limit.max(1));
@@ -77,7 +86,7 @@ impl HashPool {
             std::thread::Builder::new()
                 .name(format!("authd-hash-{i}"))
                 .spawn(move || work(Hasher::new(params), &inbox, &waiting, nice))
-                .map_err(|e| HashError::Internal(format!("cannot start a hashing thread: {e}")))?;
+                .map_err(|e| HashError::internal(format!("cannot start a hashing thread: {e}")))?;
         }
         Ok(Arc::new(HashPool {
             jobs,
@@ -145,7 +154,7 @@ impl HashPool {
 }
 
 fn stopped() -> HashError {
-    HashError::Internal("hashing threads stopped".into())
+    HashError::internal("hashing threads stopped")
 }
 
 /// argon2id with one working-memory buffer, reused for every hash.
@@ -175,7 +184,7 @@ impl Hasher {
     /// `password` with a fresh random salt: the same format argon2's own
     /// `hash_password` produces, so either can verify the other's.
     fn hash(&mut self, password: &[u8]) -> Result<String, HashError> {
-        let fail = |e: &dyn std::fmt::Display| HashError::Internal(e.to_string());
+        let fail = |e: &dyn std::fmt::Display| HashError::internal(e.to_string());
         let salt: [u8; 16] = rand::random();
         let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
         Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
@@ -226,7 +235,7 @@ impl Hasher {
 /// Seconds one hash takes on this thread with these parameters, the way the
 /// pool's threads hash (reused buffer), averaged over `rounds`.
 pub fn seconds_per_hash(m_kib: u32, t: u32, p: u32, rounds: u32) -> Result<f64, HashError> {
-    let params = Params::new(m_kib, t, p, None).map_err(|e| HashError::Internal(e.to_string()))?;
+    let params = Params::new(m_kib, t, p, None).map_err(|e| HashError::internal(e.to_string()))?;
     let mut hasher = Hasher::new(params);
     hasher.hash(b"warm-up: allocate the buffer")?;
     let rounds = rounds.max(1);

@@ -10,6 +10,7 @@ pub mod actors;
 pub mod commands;
 pub mod cutover;
 pub mod domain;
+pub mod fault;
 pub mod hashing;
 pub mod http;
 pub mod keys;

@@ -36,6 +36,13 @@ pub enum CallError {
     Timeout(ActorKind),
 }
 
+impl From<CallError> for crate::fault::Fault {
+    /// A child that cannot answer is a service that cannot answer now.
+    fn from(e: CallError) -> Self {
+        crate::fault::Fault::unavailable(e)
+    }
+}
+
 /// The current `ActorRef` of one supervised child, swapped on restart.
 pub struct ChildSlot<M: Message> {
     kind: ActorKind,

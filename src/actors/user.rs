@@ -14,10 +14,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::token::{IssuedToken, TokenFailure, TokenHandle};
 use super::{CallError, ChildSlot};
 use crate::domain::{Email, Password, SignInEmail, UserId};
+use crate::fault::Fault;
 use crate::hashing::{HashError, HashPool};
 use crate::store::{LegacyMatch, NewUser, Store, StoreError, UserRecord};
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UserFailure {
     #[error("an account with this e-mail address already exists")]
     EmailTaken,
@@ -25,10 +26,8 @@ pub enum UserFailure {
     BadCredentials,
     #[error("too many sign-ins in progress")]
     Overloaded,
-    #[error("user service unavailable: {0}")]
-    Unavailable(String),
-    #[error("user service failure: {0}")]
-    Internal(String),
+    #[error("user service {0}")]
+    Fault(#[from] Fault),
     #[error(transparent)]
     Token(#[from] TokenFailure),
 }
@@ -37,8 +36,7 @@ impl From<StoreError> for UserFailure {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::EmailTaken => UserFailure::EmailTaken,
-            StoreError::Unavailable(m) => UserFailure::Unavailable(m),
-            StoreError::Internal(m) => UserFailure::Internal(m),
+            StoreError::Fault(f) => UserFailure::Fault(f),
         }
     }
 }
@@ -47,14 +45,14 @@ impl From<HashError> for UserFailure {
     fn from(e: HashError) -> Self {
         match e {
             HashError::Overloaded => UserFailure::Overloaded,
-            HashError::Internal(m) => UserFailure::Internal(m),
+            HashError::Fault(f) => UserFailure::Fault(f),
         }
     }
 }
 
 impl From<CallError> for UserFailure {
     fn from(e: CallError) -> Self {
-        UserFailure::Unavailable(e.to_string())
+        UserFailure::Fault(e.into())
     }
 }
 

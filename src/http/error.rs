@@ -2,19 +2,24 @@
 //! becomes an HTTP status and a JSON body `{"error", "message"}`.
 //!
 //! Client mistakes get a 4xx that says what was wrong (never echoing a
-//! secret). Unavailability (database down, actor restarting, overload) gets
-//! 503. A fault of authd's own gets 500 with an error id that is also in
-//! the ERROR log line, and no internal detail in the body.
+//! secret). Every infrastructure failure arrives as a [`Fault`], whatever
+//! layer noticed it, and its kind alone decides the status: unavailable
+//! (database down, actor restarting) gets 503, internal gets 500 with an
+//! error id that is also in the ERROR log line, and no internal detail in
+//! the body. A full hashing queue is 503 too. Token refusals are
+//! [`TokenRefusal`]s, which cannot hold a fault, so nothing the service
+//! failed at can leave as 401.
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
-use crate::actors::token::TokenFailure;
+use crate::actors::token::{TokenFailure, TokenRefusal};
 use crate::actors::user::UserFailure;
 use crate::actors::CallError;
 use crate::domain::InvalidField;
+use crate::fault::{Fault, FaultKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -37,23 +42,22 @@ pub enum ApiError {
     #[error("invalid e-mail or password")]
     BadCredentials,
     #[error("{0}")]
-    Token(TokenFailure),
+    Token(TokenRefusal),
     #[error("an account with this e-mail address already exists")]
     EmailTaken,
     #[error("too many attempts; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
-    #[error("service temporarily unavailable: {0}")]
-    Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("too many sign-ins in progress")]
+    Overloaded,
+    #[error("{0}")]
+    Fault(#[from] Fault),
 }
 
 impl From<TokenFailure> for ApiError {
     fn from(f: TokenFailure) -> Self {
-        match f {
-            TokenFailure::Unavailable(m) => ApiError::Unavailable(m),
-            TokenFailure::Internal(m) => ApiError::Internal(m),
-            other => ApiError::Token(other),
+        match f.refusal() {
+            Ok(refusal) => ApiError::Token(refusal),
+            Err(fault) => ApiError::Fault(fault),
         }
     }
 }
@@ -63,9 +67,8 @@ impl From<UserFailure> for ApiError {
         match f {
             UserFailure::EmailTaken => ApiError::EmailTaken,
             UserFailure::BadCredentials => ApiError::BadCredentials,
-            UserFailure::Overloaded => ApiError::Unavailable(f.to_string()),
-            UserFailure::Unavailable(m) => ApiError::Unavailable(m),
-            UserFailure::Internal(m) => ApiError::Internal(m),
+            UserFailure::Overloaded => ApiError::Overloaded,
+            UserFailure::Fault(fault) => ApiError::Fault(fault),
             UserFailure::Token(t) => t.into(),
         }
     }
@@ -73,7 +76,7 @@ impl From<UserFailure> for ApiError {
 
 impl From<CallError> for ApiError {
     fn from(e: CallError) -> Self {
-        ApiError::Unavailable(e.to_string())
+        ApiError::Fault(e.into())
     }
 }
 
@@ -93,8 +96,11 @@ impl ApiError {
             }
             ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Fault(f) => match f.kind() {
+                FaultKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                FaultKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            },
         }
     }
 
@@ -109,27 +115,34 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::MissingToken => "missing_token",
             ApiError::BadCredentials => "invalid_credentials",
-            ApiError::Token(TokenFailure::Expired) => "token_expired",
-            ApiError::Token(TokenFailure::Revoked) => "token_revoked",
-            ApiError::Token(TokenFailure::Reused) => "token_reused",
-            ApiError::Token(_) => "invalid_token",
+            ApiError::Token(TokenRefusal::Expired) => "token_expired",
+            ApiError::Token(TokenRefusal::Revoked) => "token_revoked",
+            ApiError::Token(TokenRefusal::Reused) => "token_reused",
+            ApiError::Token(TokenRefusal::Invalid) => "invalid_token",
             ApiError::EmailTaken => "email_taken",
             ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unavailable(_) => "service_unavailable",
-            ApiError::Internal(_) => "internal_error",
+            ApiError::Overloaded => "service_unavailable",
+            ApiError::Fault(f) => match f.kind() {
+                FaultKind::Unavailable => "service_unavailable",
+                FaultKind::Internal => "internal_error",
+            },
         }
     }
 
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
         let message = match &self {
-            ApiError::Internal(detail) => {
+            ApiError::Fault(fault) if fault.kind() == FaultKind::Internal => {
                 let error_id = uuid::Uuid::new_v4().simple().to_string();
-                tracing::error!(event = "internal_error", error_id, detail, "request failed");
+                tracing::error!(event = "internal_error", error_id, detail = %fault, "request failed");
                 format!("internal error (id {error_id})")
             }
-            ApiError::Unavailable(detail) => {
-                tracing::warn!(event = "unavailable", detail, "request refused: 503");
+            ApiError::Fault(fault) => {
+                tracing::warn!(event = "unavailable", detail = %fault, "request refused: 503");
+                "service temporarily unavailable; retry shortly".to_owned()
+            }
+            ApiError::Overloaded => {
+                tracing::warn!(event = "unavailable", detail = %self, "request refused: 503");
                 "service temporarily unavailable; retry shortly".to_owned()
             }
             other => other.to_string(),
@@ -146,7 +159,7 @@ impl ApiError {
             headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         }
         match &self {
-            ApiError::Unavailable(_) => {
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::MethodNotAllowed { allow } => {

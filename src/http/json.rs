@@ -162,7 +162,7 @@ pub fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Ful
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             response
         }
-        Err(e) => ApiError::Internal(format!("response encoding failed: {e}")).into_response(),
+        Err(e) => ApiError::Fault(crate::fault::Fault::internal(e)).into_response(),
     }
 }
 

@@ -309,7 +309,7 @@ fn bearer_token(request: &Request<Incoming>) -> Result<Option<String>, ApiError>
     };
     let value = value
         .to_str()
-        .map_err(|_| ApiError::Token(crate::actors::token::TokenFailure::Invalid))?;
+        .map_err(|_| ApiError::Token(crate::actors::token::TokenRefusal::Invalid))?;
     match value.split_once(' ') {
         Some((scheme, token))
             if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>

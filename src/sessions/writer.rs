@@ -79,9 +79,7 @@ impl SessionWriter {
             let submission = match refused {
                 mpsc::error::TrySendError::Full(s) | mpsc::error::TrySendError::Closed(s) => s,
             };
-            (submission.done)(Err(StoreError::Unavailable(
-                "session write queue is full".into(),
-            )));
+            (submission.done)(Err(StoreError::unavailable("session write queue is full")));
         }
     }
 }
@@ -132,7 +130,7 @@ async fn flush(
     // stall every session write forever.
     let result = match tokio::time::timeout(write_timeout, store.write_sessions(&writes)).await {
         Ok(result) => result,
-        Err(_) => Err(StoreError::Unavailable("session write timed out".into())),
+        Err(_) => Err(StoreError::unavailable("session write timed out")),
     };
     tracing::debug!(writes = writes.len(), ok = result.is_ok(), "session batch");
     metrics::histogram!(m::BATCH_SIZE).record(writes.len() as f64);
@@ -183,19 +181,14 @@ fn answer(batch: &mut Vec<Submission>, result: Result<Vec<WriteOutcome>, StoreEr
                 // report it instead of acknowledging blindly.
                 let outcome = outcomes
                     .next()
-                    .ok_or_else(|| StoreError::Internal("store returned too few outcomes".into()));
+                    .ok_or_else(|| StoreError::internal("store returned too few outcomes"));
                 (submission.done)(outcome);
             }
         }
         Err(e) => {
-            let message = e.to_string();
+            // Every write of a failed batch failed the same way.
             for submission in batch.drain(..) {
-                let err = match &e {
-                    StoreError::EmailTaken => StoreError::Internal(message.clone()),
-                    StoreError::Unavailable(_) => StoreError::Unavailable(message.clone()),
-                    StoreError::Internal(_) => StoreError::Internal(message.clone()),
-                };
-                (submission.done)(Err(err));
+                (submission.done)(Err(e.clone()));
             }
         }
     }

@@ -174,7 +174,7 @@ pub(crate) async fn users(store: &dyn Store) {
     };
     assert!(matches!(
         store.insert_user(&same_id).await,
-        Err(StoreError::Internal(_))
+        Err(StoreError::Fault(f)) if !f.is_unavailable()
     ));
 }
 

@@ -18,20 +18,37 @@ use async_trait::async_trait;
 
 pub use crate::domain::SessionChange;
 use crate::domain::{Email, Session, SessionId, UserId};
+use crate::fault::Fault;
 use crate::settings::{Database, Settings};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The unique index on the normalised e-mail refused an insert.
     #[error("e-mail address already registered")]
     EmailTaken,
-    /// The database cannot be reached or did not answer in time. Callers
-    /// answer 503; the operation may be retried.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else (a bug, a schema mismatch, a corrupt file).
-    #[error("store failure: {0}")]
-    Internal(String),
+    /// The database cannot be reached or did not answer in time
+    /// ([`FaultKind::Unavailable`](crate::fault::FaultKind): callers answer
+    /// 503, the operation may be retried), or anything else (a bug, a schema
+    /// mismatch, a corrupt file). Decided once, where the backend sees the
+    /// failure.
+    #[error("store {0}")]
+    Fault(#[from] Fault),
+}
+
+impl StoreError {
+    /// The database cannot answer now.
+    pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Fault(Fault::unavailable(source))
+    }
+
+    /// A failure that retrying will not cure.
+    pub fn internal(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Fault(Fault::internal(source))
+    }
+
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Fault(f) if f.is_unavailable())
+    }
 }
 
 /// A user to create. The e-mail is already normalised by [`Email`].
@@ -325,9 +342,7 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store named by the settings, creating the database (PostgreSQL)
 /// or file (SQLite) if missing and applying pending migrations.
 pub async fn connect(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
-    let database = settings
-        .database()
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
+    let database = settings.database().map_err(StoreError::internal)?;
     Ok(match database {
         Database::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(&path).await?),
         Database::Postgres(target) => Arc::new(

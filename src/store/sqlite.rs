@@ -6,7 +6,7 @@
 //! - rusqlite is blocking, so every operation runs on tokio's blocking pool
 //!   (`spawn_blocking`) and never stalls the async workers. Each connection
 //!   sits behind a `std::sync::Mutex`; a poisoned mutex or a failed task
-//!   becomes [`StoreError::Internal`], never a panic.
+//!   becomes an internal [`StoreError::Fault`], never a panic.
 //! - Two connections: a writer and a reader. In WAL mode readers do not
 //!   block the writer nor the writer readers, so logins and session lookups
 //!   do not queue behind a group commit. (An in-memory database, path
@@ -119,7 +119,7 @@ impl SqliteStore {
         let store = tokio::task::spawn_blocking(move || Self::open_blocking(&path))
             .await
             .map_err(|e| {
-                StoreError::Internal(format!("opening the database: task failed: {e}"))
+                StoreError::internal(format!("opening the database: task failed: {e}"))
             })??;
         Ok(store)
     }
@@ -129,7 +129,7 @@ impl SqliteStore {
         if !in_memory {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Internal(format!("creating directory {}: {e}", dir.display()))
+                    StoreError::internal(format!("creating directory {}: {e}", dir.display()))
                 })?;
             }
         }
@@ -161,7 +161,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(|e| sqlite_error(context, e))?;
     if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
-        return Err(StoreError::Internal(format!(
+        return Err(StoreError::internal(format!(
             "{context}: cannot enable WAL (journal_mode is {mode})"
         )));
     }
@@ -187,7 +187,7 @@ where
         work(&mut guard)
     })
     .await
-    .map_err(|e| StoreError::Internal(format!("{context}: task failed: {e}")))?
+    .map_err(|e| StoreError::internal(format!("{context}: task failed: {e}")))?
 }
 
 /// `Unavailable` for what may pass (a lock held too long, I/O trouble, a
@@ -196,9 +196,9 @@ fn sqlite_error(context: &str, e: rusqlite::Error) -> StoreError {
     use rusqlite::ErrorCode::*;
     match e.sqlite_error_code() {
         Some(DatabaseBusy | DatabaseLocked | SystemIoFailure | DiskFull | CannotOpen) => {
-            StoreError::Unavailable(format!("{context}: {e}"))
+            StoreError::unavailable(format!("{context}: {e}"))
         }
-        _ => StoreError::Internal(format!("{context}: {e}")),
+        _ => StoreError::internal(format!("{context}: {e}")),
     }
 }
 

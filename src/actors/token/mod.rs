@@ -28,6 +28,7 @@ use crate::domain::{
     now_ms, Claims, LegacyTokenCodec, RefreshDecision, Session, SessionId, TokenCodec, TokenError,
     UserId,
 };
+use crate::fault::Fault;
 use crate::keys::KeyRing;
 use crate::sessions::{BatchLimits, SessionCache, SessionWriter};
 use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
@@ -56,7 +57,9 @@ pub struct Authorized {
     pub expires_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a token request failed: the token was refused (the client's
+/// problem, 401), or the service failed ([`Fault`]: 503 or 500).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenFailure {
     #[error("the token is invalid")]
     Invalid,
@@ -66,10 +69,35 @@ pub enum TokenFailure {
     Revoked,
     #[error("this token was already used; the session has been revoked")]
     Reused,
-    #[error("token service unavailable: {0}")]
-    Unavailable(String),
-    #[error("token service failure: {0}")]
-    Internal(String),
+    #[error("token service {0}")]
+    Fault(#[from] Fault),
+}
+
+/// The ways a token can be refused: the only token failures that may
+/// leave as 401, so a fault (an unavailable store above all) cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRefusal {
+    #[error("the token is invalid")]
+    Invalid,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the session has been revoked or has ended")]
+    Revoked,
+    #[error("this token was already used; the session has been revoked")]
+    Reused,
+}
+
+impl TokenFailure {
+    /// The refusal, or the fault that is not one.
+    pub fn refusal(self) -> Result<TokenRefusal, Fault> {
+        match self {
+            TokenFailure::Invalid => Ok(TokenRefusal::Invalid),
+            TokenFailure::Expired => Ok(TokenRefusal::Expired),
+            TokenFailure::Revoked => Ok(TokenRefusal::Revoked),
+            TokenFailure::Reused => Ok(TokenRefusal::Reused),
+            TokenFailure::Fault(f) => Err(f),
+        }
+    }
 }
 
 impl From<TokenError> for TokenFailure {
@@ -83,15 +111,16 @@ impl From<TokenError> for TokenFailure {
 
 impl From<CallError> for TokenFailure {
     fn from(e: CallError) -> Self {
-        TokenFailure::Unavailable(e.to_string())
+        TokenFailure::Fault(e.into())
     }
 }
 
 impl From<StoreError> for TokenFailure {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => TokenFailure::Unavailable(m),
-            other => TokenFailure::Internal(other.to_string()),
+            StoreError::Fault(f) => TokenFailure::Fault(f),
+            // Session writes never insert users: a store bug.
+            StoreError::EmailTaken => TokenFailure::Fault(Fault::internal(e)),
         }
     }
 }
@@ -423,7 +452,7 @@ impl TokenState {
                         Ok(created)
                     }
                     Ok(WriteOutcome::Conflict) => {
-                        Err(TokenFailure::Internal("new session id collided".into()))
+                        Err(Fault::internal("new session id collided").into())
                     }
                     Err(e) => Err(e.into()),
                 };
@@ -572,9 +601,8 @@ impl TokenState {
                                 let _ = reply.send(Err(e));
                             }
                             Ok(_) if attempts + 1 >= MAX_ATTEMPTS => {
-                                let _ = reply.send(Err(TokenFailure::Unavailable(
-                                    "session is contended".into(),
-                                )));
+                                let _ = reply
+                                    .send(Err(Fault::unavailable("session is contended").into()));
                             }
                             Ok(_) => {
                                 deps.slot.cast(TokenMsg::Session(SessionRequest {
@@ -673,7 +701,7 @@ async fn load_into_cache(deps: &TokenDeps, id: SessionId) -> Result<bool, TokenF
             Ok(loaded.is_some())
         }
         Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(TokenFailure::Unavailable("session lookup timed out".into())),
+        Err(_) => Err(Fault::unavailable("session lookup timed out").into()),
     }
 }
 
@@ -681,7 +709,7 @@ pub(super) fn sign(codec: &TokenCodec, session: &Session) -> Result<IssuedToken,
     let claims = codec.claims_for(session);
     let access_token = codec
         .sign(&claims)
-        .map_err(|e| TokenFailure::Internal(format!("signing failed: {e}")))?;
+        .map_err(|e| Fault::internal(format!("signing failed: {e}")))?;
     let expires_in = (claims.exp - now_ms().div_euclid(1000)).max(0);
     Ok(IssuedToken {
         access_token,

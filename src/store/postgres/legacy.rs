@@ -253,7 +253,7 @@ impl LegacyStore for PostgresStore {
         }
         self.adopted_user(legacy_id)
             .await?
-            .ok_or_else(|| StoreError::Internal("adopted account vanished".into()))
+            .ok_or_else(|| StoreError::internal("adopted account vanished"))
     }
 
     async fn upgrade_password(&self, user: UserId, password_hash: &str) -> Result<(), StoreError> {

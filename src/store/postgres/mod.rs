@@ -10,7 +10,7 @@
 //!   [`super::migrations`]).
 //! - Every operation, pool checkout included, must finish within the
 //!   configured timeout; otherwise it fails with
-//!   [`StoreError::Unavailable`] (the callers answer 503) and the connection
+//!   an unavailable [`StoreError::Fault`] (the callers answer 503) and the connection
 //!   it held is discarded rather than returned to the pool, since a
 //!   connection that stopped answering is probably dead.
 //! - [`Store::write_sessions`] is the hot path (group commit): a whole
@@ -224,7 +224,7 @@ impl PostgresStore {
                 recycle: Some(timeout),
             })
             .build()
-            .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("building the connection pool: {e}")))?;
         let mut store = PostgresStore {
             pool,
             timeout,
@@ -307,7 +307,7 @@ async fn ensure_database(
         Err(_) => return Err(Failure::Elapsed(timeout).into_store_error(CONTEXT)),
         Ok(Err(e)) => {
             let error = Failure::Db(e).into_store_error(CONTEXT);
-            if let StoreError::Unavailable(_) = error {
+            if error.is_unavailable() {
                 return Err(error);
             }
             tracing::warn!(%error, "cannot check whether the database exists; assuming it does");
@@ -662,7 +662,7 @@ fn session_from_row(row: &Row) -> Result<Session, StoreError> {
         id: SessionId(row.try_get(0).map_err(read)?),
         user_id: UserId(row.try_get(1).map_err(read)?),
         generation: u32::try_from(generation).map_err(|_| {
-            StoreError::Internal(format!("session generation {generation} out of range"))
+            StoreError::internal(format!("session generation {generation} out of range"))
         })?,
         issued_at_ms: row.try_get(3).map_err(read)?,
         expires_at_ms: row.try_get(4).map_err(read)?,
@@ -678,7 +678,7 @@ fn change_from_row(row: &Row) -> Result<SessionChange, StoreError> {
     Ok(SessionChange {
         id: SessionId(row.try_get(0).map_err(read)?),
         generation: u32::try_from(generation).map_err(|_| {
-            StoreError::Internal(format!("session generation {generation} out of range"))
+            StoreError::internal(format!("session generation {generation} out of range"))
         })?,
         issued_at_ms: row.try_get(2).map_err(read)?,
         revoked: row.try_get(3).map_err(read)?,
@@ -961,9 +961,7 @@ async fn next_changes(
         }
         Some(Ok(_)) => Ok(None),
         Some(Err(e)) => Err(Failure::Db(e).into_store_error("change feed")),
-        None => Err(StoreError::Unavailable(
-            "change feed: connection closed".into(),
-        )),
+        None => Err(StoreError::unavailable("change feed: connection closed")),
     }
 }
 
@@ -1164,29 +1162,29 @@ impl Failure {
     fn into_store_error(self, context: &str) -> StoreError {
         match self {
             Failure::Elapsed(limit) => {
-                StoreError::Unavailable(format!("{context}: no answer within {limit:?}"))
+                StoreError::unavailable(format!("{context}: no answer within {limit:?}"))
             }
             Failure::Pool(PoolError::Backend(e)) => Failure::Db(e).into_store_error(context),
             Failure::Pool(PoolError::Timeout(kind)) => {
-                StoreError::Unavailable(format!("{context}: connection pool timeout ({kind:?})"))
+                StoreError::unavailable(format!("{context}: connection pool timeout ({kind:?})"))
             }
             Failure::Pool(PoolError::Closed) => {
-                StoreError::Unavailable(format!("{context}: connection pool closed"))
+                StoreError::unavailable(format!("{context}: connection pool closed"))
             }
-            Failure::Pool(e) => StoreError::Internal(format!("{context}: connection pool: {e}")),
+            Failure::Pool(e) => StoreError::internal(format!("{context}: connection pool: {e}")),
             Failure::Db(e) => {
                 if let Some(db) = e.as_db_error() {
                     let code = db.code().code();
                     let message = format!("{context}: {} (SQLSTATE {code})", db.message());
                     if is_transient_sqlstate(code) {
-                        StoreError::Unavailable(message)
+                        StoreError::unavailable(message)
                     } else {
-                        StoreError::Internal(message)
+                        StoreError::internal(message)
                     }
                 } else if e.is_closed() || is_io(&e) || e.to_string().contains("timeout") {
-                    StoreError::Unavailable(format!("{context}: {}", chain(&e)))
+                    StoreError::unavailable(format!("{context}: {}", chain(&e)))
                 } else {
-                    StoreError::Internal(format!("{context}: {}", chain(&e)))
+                    StoreError::internal(format!("{context}: {}", chain(&e)))
                 }
             }
         }
@@ -1365,7 +1363,7 @@ mod tests {
         let started = std::time::Instant::now();
         let result = PostgresStore::connect(&t, 2, Duration::from_millis(500), true).await;
         assert!(
-            matches!(result, Err(StoreError::Unavailable(_))),
+            matches!(&result, Err(e) if e.is_unavailable()),
             "{:?}",
             result.err()
         );
