@@ -104,19 +104,13 @@ impl Application {
                 max_batch: settings.batch_max_size,
                 max_wait: Duration::from_micros(settings.batch_max_wait_us),
                 concurrency: settings.batch_concurrency,
-                write_timeout: settings.db_timeout(),
             },
-            db_timeout: settings.db_timeout(),
             prune_interval: Duration::from_secs(settings.prune_interval_secs.max(1)),
             writer_tasks: std::sync::Mutex::new(Vec::new()),
             legacy: legacy_tokens,
         });
         let cache = Arc::clone(&token_deps.cache);
-        let feed = sessions::feed::spawn(
-            Arc::clone(&store),
-            Arc::clone(&token_deps.cache),
-            settings.db_timeout(),
-        );
+        let feed = sessions::feed::spawn(Arc::clone(&store), Arc::clone(&token_deps.cache));
         let system = ActorSystem::start(
             token_deps,
             |tokens| UserDeps {
@@ -128,7 +122,6 @@ impl Application {
             HealthDeps {
                 store: Arc::clone(&store),
                 interval: Duration::from_millis(settings.health_interval_ms),
-                timeout: settings.db_timeout(),
             },
             request_timeout,
             settings.restart_limit,

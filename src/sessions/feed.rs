@@ -31,7 +31,6 @@ const CATCH_UP_RETRY: Duration = Duration::from_millis(500);
 pub fn spawn(
     store: Arc<dyn Store>,
     cache: Arc<SessionCache>,
-    db_timeout: Duration,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let mut feed = store.subscribe()?;
     Some(tokio::spawn(async move {
@@ -50,13 +49,7 @@ pub fn spawn(
                 FeedEvent::Connected => {
                     metrics::counter!(m::FEED_RECONNECTS).increment(1);
                     let listening_since = now_ms();
-                    catch_up(
-                        &*store,
-                        &cache,
-                        heard_until - CATCH_UP_MARGIN_MS,
-                        db_timeout,
-                    )
-                    .await;
+                    catch_up(&*store, &cache, heard_until - CATCH_UP_MARGIN_MS).await;
                     heard_until = listening_since;
                 }
             }
@@ -66,10 +59,11 @@ pub fn spawn(
 
 /// Reads and folds in every change since `since_ms`, retrying until the
 /// database answers (while it does not, nobody can commit changes either).
-async fn catch_up(store: &dyn Store, cache: &SessionCache, since_ms: i64, db_timeout: Duration) {
+/// Each read is bounded by the store's own timeout.
+async fn catch_up(store: &dyn Store, cache: &SessionCache, since_ms: i64) {
     loop {
-        match tokio::time::timeout(db_timeout, store.changes_since(since_ms)).await {
-            Ok(Ok(changes)) => {
+        match store.changes_since(since_ms).await {
+            Ok(changes) => {
                 cache.merge_from_peer(&changes);
                 tracing::info!(
                     event = "change_feed_caught_up",
@@ -79,13 +73,9 @@ async fn catch_up(store: &dyn Store, cache: &SessionCache, since_ms: i64, db_tim
                 );
                 return;
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 tracing::warn!(event = "catch_up_failed", error = %e, "change catch-up failed; retrying")
             }
-            Err(_) => tracing::warn!(
-                event = "catch_up_failed",
-                "change catch-up timed out; retrying"
-            ),
         }
         tokio::time::sleep(CATCH_UP_RETRY).await;
     }

@@ -50,8 +50,6 @@ pub struct BatchLimits {
     pub max_wait: Duration,
     /// Batches written at the same time.
     pub concurrency: usize,
-    /// Bound on one batch's database work.
-    pub write_timeout: Duration,
 }
 
 /// Handle to the writer task; cheap to clone.
@@ -108,7 +106,7 @@ async fn run(
         let (store, cache) = (Arc::clone(&store), Arc::clone(&cache));
         while flushes.try_join_next().is_some() {}
         flushes.spawn(async move {
-            flush(&*store, &cache, batch, limits.write_timeout).await;
+            flush(&*store, &cache, batch).await;
             drop(permit);
         });
     }
@@ -118,20 +116,13 @@ async fn run(
 }
 
 /// Writes one batch, folds its changes into the cache, answers everyone.
-async fn flush(
-    store: &dyn Store,
-    cache: &SessionCache,
-    mut batch: Vec<Submission>,
-    write_timeout: Duration,
-) {
+async fn flush(store: &dyn Store, cache: &SessionCache, mut batch: Vec<Submission>) {
     let writes: Vec<SessionWrite> = batch.iter().map(|s| s.write.clone()).collect();
     let started = std::time::Instant::now();
     // A database that accepts the connection but never answers must not
-    // stall every session write forever.
-    let result = match tokio::time::timeout(write_timeout, store.write_sessions(&writes)).await {
-        Ok(result) => result,
-        Err(_) => Err(StoreError::unavailable("session write timed out")),
-    };
+    // stall every session write forever: the store bounds the batch by its
+    // own timeout (`db_timeout`), so it is not wrapped again here.
+    let result = store.write_sessions(&writes).await;
     tracing::debug!(writes = writes.len(), ok = result.is_ok(), "session batch");
     metrics::histogram!(m::BATCH_SIZE).record(writes.len() as f64);
     metrics::histogram!(m::BATCH_DURATION).record(started.elapsed().as_secs_f64());

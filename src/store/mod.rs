@@ -344,7 +344,9 @@ pub trait Store: Send + Sync + 'static {
 pub async fn connect(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
     let database = settings.database().map_err(StoreError::internal)?;
     Ok(match database {
-        Database::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(&path).await?),
+        Database::Sqlite { path } => {
+            Arc::new(sqlite::SqliteStore::open(&path, settings.db_timeout()).await?)
+        }
         Database::Postgres(target) => Arc::new(
             postgres::PostgresStore::connect(
                 &target,

@@ -109,14 +109,17 @@ type Shared = Arc<Mutex<Connection>>;
 pub struct SqliteStore {
     writer: Shared,
     reader: Shared,
+    /// Bound on every operation (`db_timeout`).
+    timeout: Duration,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and its
-    /// directory, and applies pending migrations.
-    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+    /// directory, and applies pending migrations. Every later operation
+    /// answers within `timeout`.
+    pub async fn open(path: &Path, timeout: Duration) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
-        let store = tokio::task::spawn_blocking(move || Self::open_blocking(&path))
+        let store = tokio::task::spawn_blocking(move || Self::open_blocking(&path, timeout))
             .await
             .map_err(|e| {
                 StoreError::internal(format!("opening the database: task failed: {e}"))
@@ -124,7 +127,7 @@ impl SqliteStore {
         Ok(store)
     }
 
-    fn open_blocking(path: &Path) -> Result<Self, StoreError> {
+    fn open_blocking(path: &Path, timeout: Duration) -> Result<Self, StoreError> {
         let in_memory = path.as_os_str() == ":memory:";
         if !in_memory {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -147,7 +150,11 @@ impl SqliteStore {
             Arc::new(Mutex::new(reader))
         };
         tracing::info!(store = "sqlite", path = %path.display(), applied, "store ready");
-        Ok(SqliteStore { writer, reader })
+        Ok(SqliteStore {
+            writer,
+            reader,
+            timeout,
+        })
     }
 }
 
@@ -172,22 +179,41 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Runs `work` with the connection on the blocking pool.
-async fn with_conn<T, F>(conn: &Shared, context: &'static str, work: F) -> Result<T, StoreError>
-where
-    T: Send + 'static,
-    F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-{
-    let conn = Arc::clone(conn);
-    tokio::task::spawn_blocking(move || {
-        // A panic while the lock was held leaves it poisoned; the connection
-        // itself is fine (an open transaction rolled back when it dropped),
-        // so carry on rather than failing every later call.
-        let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        work(&mut guard)
-    })
-    .await
-    .map_err(|e| StoreError::internal(format!("{context}: task failed: {e}")))?
+impl SqliteStore {
+    /// Runs `work` with the connection on the blocking pool, answering
+    /// within the store's timeout (the one bound on every operation; callers
+    /// do not add their own). Blocking work cannot be cancelled: after the
+    /// timeout the caller gets `Unavailable` while the work finishes (or
+    /// rolls back) behind the connection's lock, and later operations queue
+    /// behind it, each bounded in turn.
+    async fn with_conn<T, F>(
+        &self,
+        conn: &Shared,
+        context: &'static str,
+        work: F,
+    ) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(conn);
+        let task = tokio::task::spawn_blocking(move || {
+            // A panic while the lock was held leaves it poisoned; the
+            // connection itself is fine (an open transaction rolled back when
+            // it dropped), so carry on rather than failing every later call.
+            let mut guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut guard)
+        });
+        match tokio::time::timeout(self.timeout, task).await {
+            Ok(joined) => {
+                joined.map_err(|e| StoreError::internal(format!("{context}: task failed: {e}")))?
+            }
+            Err(_) => Err(StoreError::unavailable(format!(
+                "{context}: no answer within {:?}",
+                self.timeout
+            ))),
+        }
+    }
 }
 
 /// `Unavailable` for what may pass (a lock held too long, I/O trouble, a
@@ -353,7 +379,7 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        with_conn(&self.reader, "ping", |conn| {
+        self.with_conn(&self.reader, "ping", |conn| {
             conn.query_row("SELECT 1", [], |_| Ok(()))
                 .map_err(|e| sqlite_error("ping", e))
         })
@@ -364,7 +390,7 @@ impl Store for SqliteStore {
         let id = user.id.0.to_string();
         let email = user.email.as_str().to_owned();
         let hash = user.password_hash.clone();
-        with_conn(&self.writer, "insert_user", move |conn| {
+        self.with_conn(&self.writer, "insert_user", move |conn| {
             let result = conn.prepare_cached(INSERT_USER).and_then(|mut statement| {
                 statement.query_row(params![id, email, hash], |row| row.get::<_, i64>(0))
             });
@@ -379,7 +405,7 @@ impl Store for SqliteStore {
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let email = email.to_owned();
-        with_conn(&self.reader, "find_user_by_email", move |conn| {
+        self.with_conn(&self.reader, "find_user_by_email", move |conn| {
             conn.prepare_cached(FIND_USER)
                 .and_then(|mut statement| {
                     statement
@@ -401,7 +427,7 @@ impl Store for SqliteStore {
 
     async fn load_session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
         let id = id.0.to_string();
-        with_conn(&self.reader, "load_session", move |conn| {
+        self.with_conn(&self.reader, "load_session", move |conn| {
             conn.prepare_cached(LOAD_SESSION)
                 .and_then(|mut statement| statement.query_row([id], session_from_row).optional())
                 .map_err(|e| sqlite_error("load_session", e))
@@ -414,14 +440,14 @@ impl Store for SqliteStore {
             return Ok(BatchOutcome::default());
         }
         let batch = batch.to_vec();
-        with_conn(&self.writer, "write_sessions", move |conn| {
+        self.with_conn(&self.writer, "write_sessions", move |conn| {
             apply_batch(conn, &batch).map_err(|e| sqlite_error("write_sessions", e))
         })
         .await
     }
 
     async fn changes_since(&self, since_ms: i64) -> Result<Vec<SessionChange>, StoreError> {
-        with_conn(&self.reader, "changes_since", move |conn| {
+        self.with_conn(&self.reader, "changes_since", move |conn| {
             conn.prepare_cached(CHANGES_SINCE)
                 .and_then(|mut statement| {
                     statement.query_map([since_ms], change_from_row)?.collect()
@@ -435,12 +461,15 @@ impl Store for SqliteStore {
         let mut deleted: u64 = 0;
         loop {
             // The writer is released between chunks, so batches interleave.
-            let chunk = with_conn(&self.writer, "prune_sessions", move |conn| {
-                conn.prepare_cached(PRUNE_SESSIONS)
-                    .and_then(|mut statement| statement.execute(params![before_ms, PRUNE_CHUNK]))
-                    .map_err(|e| sqlite_error("prune_sessions", e))
-            })
-            .await?;
+            let chunk = self
+                .with_conn(&self.writer, "prune_sessions", move |conn| {
+                    conn.prepare_cached(PRUNE_SESSIONS)
+                        .and_then(|mut statement| {
+                            statement.execute(params![before_ms, PRUNE_CHUNK])
+                        })
+                        .map_err(|e| sqlite_error("prune_sessions", e))
+                })
+                .await?;
             deleted += chunk as u64;
             if chunk < PRUNE_CHUNK as usize {
                 return Ok(deleted);
@@ -453,7 +482,7 @@ impl Store for SqliteStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
-        with_conn(&self.reader, "signing_keys", |conn| {
+        self.with_conn(&self.reader, "signing_keys", |conn| {
             conn.prepare_cached(LOAD_SIGNING_KEYS)
                 .and_then(|mut statement| {
                     statement
@@ -475,7 +504,7 @@ impl Store for SqliteStore {
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
         let key = key.clone();
-        with_conn(&self.writer, "insert_signing_key", move |conn| {
+        self.with_conn(&self.writer, "insert_signing_key", move |conn| {
             conn.prepare_cached(INSERT_SIGNING_KEY)
                 .and_then(|mut statement| {
                     statement.execute(params![
@@ -494,7 +523,7 @@ impl Store for SqliteStore {
 
     async fn signing_secret(&self, candidate: &str) -> Result<String, StoreError> {
         let candidate = candidate.to_owned();
-        with_conn(&self.writer, "signing_secret", move |conn| {
+        self.with_conn(&self.writer, "signing_secret", move |conn| {
             conn.prepare_cached(STORE_SECRET)
                 .and_then(|mut statement| statement.execute([candidate]))
                 .and_then(|_| conn.query_row(LOAD_SECRET, [], |row| row.get(0)))
@@ -507,6 +536,8 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TEST_TIMEOUT: Duration = Duration::from_secs(10);
     use crate::domain::Email;
     use crate::store::conformance::{self, change, new_user, Fixture};
 
@@ -530,18 +561,19 @@ mod tests {
 
         async fn open(&self) -> SqliteStore {
             let path = self.dir.path().join("nested").join("authd.db");
-            SqliteStore::open(&path).await.expect("open")
+            SqliteStore::open(&path, TEST_TIMEOUT).await.expect("open")
         }
 
         async fn applied_migrations(store: &SqliteStore) -> i64 {
-            with_conn(&store.reader, "test", |conn| {
-                conn.query_row("SELECT count(*) FROM schema_migrations", [], |row| {
-                    row.get(0)
+            store
+                .with_conn(&store.reader, "test", |conn| {
+                    conn.query_row("SELECT count(*) FROM schema_migrations", [], |row| {
+                        row.get(0)
+                    })
+                    .map_err(|e| sqlite_error("test", e))
                 })
-                .map_err(|e| sqlite_error("test", e))
-            })
-            .await
-            .expect("count")
+                .await
+                .expect("count")
         }
 
         async fn remove(self) {
@@ -553,7 +585,7 @@ mod tests {
 
     #[tokio::test]
     async fn in_memory_database_works() {
-        let store = SqliteStore::open(Path::new(":memory:"))
+        let store = SqliteStore::open(Path::new(":memory:"), TEST_TIMEOUT)
             .await
             .expect("open");
         let user = new_user("erin@example.com");
@@ -568,7 +600,7 @@ mod tests {
 
     #[tokio::test]
     async fn has_no_change_feed() {
-        let store = SqliteStore::open(Path::new(":memory:"))
+        let store = SqliteStore::open(Path::new(":memory:"), TEST_TIMEOUT)
             .await
             .expect("open");
         assert!(store.subscribe().is_none());
@@ -595,7 +627,9 @@ mod tests {
             )
             .expect("session");
         }
-        let store = SqliteStore::open(&path).await.expect("upgrade");
+        let store = SqliteStore::open(&path, TEST_TIMEOUT)
+            .await
+            .expect("upgrade");
         assert_eq!(
             TempFile::applied_migrations(&store).await,
             migrations::SQLITE.len() as i64

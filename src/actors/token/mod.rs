@@ -202,7 +202,6 @@ pub struct TokenDeps {
     pub session_ttl_ms: i64,
     pub refresh_grace_ms: i64,
     pub batch: BatchLimits,
-    pub db_timeout: Duration,
     /// How often expired sessions leave the cache and the database.
     pub prune_interval: Duration,
     /// The writer tasks of every incarnation of the actor, so shutdown can
@@ -695,14 +694,10 @@ impl TokenState {
 /// may be newer than what we read. Returns whether the session exists; one
 /// that does not (pruned) leaves the cache.
 async fn load_into_cache(deps: &TokenDeps, id: SessionId) -> Result<bool, TokenFailure> {
-    match tokio::time::timeout(deps.db_timeout, deps.store.load_session(id)).await {
-        Ok(Ok(loaded)) => {
-            deps.cache.fold_loaded(id, loaded.as_ref());
-            Ok(loaded.is_some())
-        }
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(Fault::unavailable("session lookup timed out").into()),
-    }
+    // The store bounds its own operations (`db_timeout`).
+    let loaded = deps.store.load_session(id).await?;
+    deps.cache.fold_loaded(id, loaded.as_ref());
+    Ok(loaded.is_some())
 }
 
 pub(super) fn sign(codec: &TokenCodec, session: &Session) -> Result<IssuedToken, TokenFailure> {
