@@ -88,6 +88,7 @@ impl HashPool {
                 .spawn(move || work(Hasher::new(params), &inbox, &waiting, nice))
                 .map_err(|e| HashError::internal(format!("cannot start a hashing thread: {e}")))?;
         }
+        publish_depth(0);
         Ok(Arc::new(HashPool {
             jobs,
             waiting,
@@ -136,11 +137,11 @@ impl HashPool {
     }
 
     fn submit(&self, job: Job) -> Result<(), HashError> {
-        self.waiting.fetch_add(1, Ordering::AcqRel);
+        publish_depth(self.waiting.fetch_add(1, Ordering::AcqRel) + 1);
         match self.jobs.try_send(job) {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.waiting.fetch_sub(1, Ordering::AcqRel);
+                publish_depth(self.waiting.fetch_sub(1, Ordering::AcqRel) - 1);
                 match e {
                     TrySendError::Full(_) => {
                         metrics::counter!(crate::telemetry::metrics::HASH_REJECTED).increment(1);
@@ -151,6 +152,11 @@ impl HashPool {
             }
         }
     }
+}
+
+/// The pool publishes its own queue-depth gauge, whenever the depth moves.
+fn publish_depth(depth: usize) {
+    metrics::gauge!(crate::telemetry::metrics::HASH_QUEUE).set(depth as f64);
 }
 
 fn stopped() -> HashError {
@@ -257,7 +263,7 @@ fn work(mut hasher: Hasher, inbox: &Mutex<Receiver<Job>>, waiting: &AtomicUsize,
                 Err(_) => return,
             }
         };
-        waiting.fetch_sub(1, Ordering::AcqRel);
+        publish_depth(waiting.fetch_sub(1, Ordering::AcqRel) - 1);
         match job {
             Job::Hash(password, done) => {
                 let _ = done.send(hasher.hash(password.expose()));

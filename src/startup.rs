@@ -19,7 +19,7 @@ use crate::actors::{ActorKind, ChildSlot, Services};
 use crate::domain::LegacyTokenCodec;
 use crate::hashing::{HashError, HashPool};
 use crate::http::rate_limit::RateLimits;
-use crate::http::routes::{AppContext, ScrapeGauges};
+use crate::http::routes::AppContext;
 use crate::http::server::{serve, ServerLimits};
 use crate::keys::{KeyError, KeyRing};
 use crate::sessions::{self, BatchLimits, SessionCache};
@@ -109,7 +109,6 @@ impl Application {
             writer_tasks: std::sync::Mutex::new(Vec::new()),
             legacy: legacy_tokens,
         });
-        let cache = Arc::clone(&token_deps.cache);
         let feed = sessions::feed::spawn(Arc::clone(&store), Arc::clone(&token_deps.cache));
         let system = ActorSystem::start(
             token_deps,
@@ -149,11 +148,6 @@ impl Application {
                 settings.rate_limit_per_account_per_minute,
                 settings.rate_limit_max_keys,
             ),
-            gauges: ScrapeGauges {
-                cache,
-                hasher,
-                store,
-            },
         });
         Ok(Application {
             listener,

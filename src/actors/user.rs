@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::token::{IssuedToken, TokenFailure, TokenHandle};
+use super::token::{TokenFailure, TokenHandle};
 use super::{CallError, ChildSlot};
-use crate::domain::{Email, Password, SignInEmail, UserId};
+use crate::domain::{Email, IssuedToken, Password, SignInEmail, UserId};
 use crate::fault::Fault;
 use crate::hashing::{HashError, HashPool};
 use crate::store::{LegacyMatch, NewUser, Store, StoreError, UserRecord};

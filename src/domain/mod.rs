@@ -8,12 +8,14 @@
 mod email;
 mod legacy_token;
 mod password;
+mod results;
 mod session;
 mod token;
 
 pub use email::{Email, SignInEmail};
 pub use legacy_token::{LegacyClaims, LegacyTokenCodec};
 pub use password::Password;
+pub use results::{Authorized, IssuedToken, RevokeScope};
 pub use session::{RefreshDecision, Session, SessionChange, SessionId, SessionState, UserId};
 pub use token::{Claims, Ed25519Key, SigningKeys, TokenCodec, TokenError};
 

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::ApiError;
-use crate::actors::token::{IssuedToken, RevokeScope};
+use crate::domain::{IssuedToken, RevokeScope};
 
 /// `{"email", "password"}` of /signup and /signin.
 #[derive(Debug, Deserialize)]

@@ -32,9 +32,6 @@ use std::sync::Arc;
 use super::rate_limit::RateLimits;
 use crate::actors::Services;
 use crate::domain::{Email, Password, SignInEmail};
-use crate::hashing::HashPool;
-use crate::sessions::SessionCache;
-use crate::store::Store;
 use crate::telemetry::metrics as m;
 
 /// What every handler can reach.
@@ -43,16 +40,6 @@ pub struct AppContext {
     pub max_body_bytes: usize,
     /// `None` when rate limiting is off.
     pub rate_limits: Option<Arc<RateLimits>>,
-    /// What `/metrics` reads at scrape time.
-    pub gauges: ScrapeGauges,
-}
-
-/// Sources of the gauges that are read when `/metrics` is scraped rather
-/// than updated on every change.
-pub struct ScrapeGauges {
-    pub cache: Arc<SessionCache>,
-    pub hasher: Arc<HashPool>,
-    pub store: Arc<dyn Store>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +114,7 @@ pub async fn dispatch(
         Endpoint::AuthorizeToken => authorize_token(request, ctx).await,
         Endpoint::Health => health(ctx).await,
         Endpoint::Jwks => Ok(jwks(ctx)),
-        Endpoint::Metrics => Ok(metrics(ctx)),
+        Endpoint::Metrics => Ok(metrics()),
         Endpoint::OpenApi => Ok(openapi()),
     }
 }
@@ -284,16 +271,10 @@ pub fn openapi() -> Response<Full<Bytes>> {
     response
 }
 
-/// Prometheus text exposition. Gauges that are cheap to read are read now.
-pub fn metrics(ctx: &AppContext) -> Response<Full<Bytes>> {
-    let g = &ctx.gauges;
-    ::metrics::gauge!(m::CACHE_SESSIONS).set(g.cache.len() as f64);
-    ::metrics::gauge!(m::HASH_QUEUE).set(g.hasher.queue_depth() as f64);
-    if let Some(pool) = g.store.pool_status() {
-        ::metrics::gauge!(m::DB_POOL, "state" => "open").set(pool.size as f64);
-        ::metrics::gauge!(m::DB_POOL, "state" => "idle").set(pool.available as f64);
-        ::metrics::gauge!(m::DB_POOL, "state" => "waiting").set(pool.waiting as f64);
-    }
+/// Prometheus text exposition. Every gauge is published by its owner (the
+/// session cache, the hashing pool, the store, `DbHealthActor`), so this
+/// only renders.
+pub fn metrics() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(m::render())));
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -329,11 +329,6 @@ pub trait Store: Send + Sync + 'static {
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
 
-    /// Connection-pool state for metrics, if the backend pools.
-    fn pool_status(&self) -> Option<PoolStatus> {
-        None
-    }
-
     /// Returns the stored HS256 secret, storing `candidate` first if none is
     /// stored yet (so every instance and every restart agree on one secret).
     async fn signing_secret(&self, candidate: &str) -> Result<String, StoreError>;

@@ -22,8 +22,10 @@ use std::sync::Arc;
 use ractor::RpcReplyPort;
 use sha2::{Digest, Sha256};
 
-use super::{Authorized, IssuedToken, TokenFailure, TokenHandle};
-use crate::domain::{now_ms, LegacyTokenCodec, Session, TokenError, UserId};
+use super::{TokenFailure, TokenHandle};
+use crate::domain::{
+    now_ms, Authorized, IssuedToken, LegacyTokenCodec, Session, TokenError, UserId,
+};
 use crate::store::{LegacyStore, Store, StoreError, UserRecord};
 
 /// A request about an old service's token.

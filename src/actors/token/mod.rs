@@ -25,8 +25,8 @@ pub mod legacy;
 use self::legacy::{LegacyRequest, LegacyTokens};
 use super::{CallError, ChildSlot};
 use crate::domain::{
-    now_ms, Claims, LegacyTokenCodec, RefreshDecision, Session, SessionId, TokenCodec, TokenError,
-    UserId,
+    now_ms, Authorized, Claims, IssuedToken, LegacyTokenCodec, RefreshDecision, RevokeScope,
+    Session, SessionId, TokenCodec, TokenError, UserId,
 };
 use crate::fault::Fault;
 use crate::keys::KeyRing;
@@ -36,26 +36,6 @@ use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
 /// A request is re-dispatched at most this often (after a read-through or
 /// a lost race with another instance) before it gives up with 503.
 const MAX_ATTEMPTS: u8 = 3;
-
-/// A freshly issued access token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuedToken {
-    pub access_token: String,
-    /// Seconds until the token's `exp`.
-    pub expires_in: i64,
-}
-
-/// What `/authorize` learns about a valid token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authorized {
-    pub user_id: UserId,
-    /// The user's integer id (the old service's id for adopted accounts).
-    pub user_int_id: i64,
-    /// `None` for an old service's token (it belongs to no authd session).
-    pub session_id: Option<SessionId>,
-    /// The token's `exp` (Unix seconds).
-    pub expires_at: i64,
-}
 
 /// Why a token request failed: the token was refused (the client's
 /// problem, 401), or the service failed ([`Fault`]: 503 or 500).
@@ -167,16 +147,6 @@ enum SessionOp {
     /// Revoke every session of the token's user ("logout everywhere").
     RevokeAll(Reply<()>),
     Authorize(Reply<Authorized>),
-}
-
-/// What `/revoke` revokes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RevokeScope {
-    /// The token's session (the default).
-    #[default]
-    Session,
-    /// Every session of the token's user, on every instance.
-    All,
 }
 
 impl SessionOp {

@@ -101,6 +101,8 @@ const FEED_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const FEED_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How often the idle change feed connection checks the server answers.
 const FEED_HEARTBEAT: Duration = Duration::from_secs(30);
+/// How often the pool's gauges are published.
+const POOL_GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 /// `application_name` of the change feed connection (`pg_stat_activity`).
 const FEED_APPLICATION_NAME: &str = "authd-feed";
 
@@ -253,6 +255,7 @@ impl PostgresStore {
                 .settle(client, result, setup)
                 .map_err(|f| f.into_store_error("detecting the old service's tables"))?;
         }
+        spawn_pool_gauges(&store.pool);
         tracing::info!(store = "postgres", target = ?target, pool_size, "store ready");
         Ok(store)
     }
@@ -288,6 +291,34 @@ impl PostgresStore {
     fn deadline(&self) -> Instant {
         Instant::now() + self.timeout
     }
+
+    /// The connection pool's state right now.
+    pub fn pool_status(&self) -> Option<PoolStatus> {
+        let status = self.pool.status();
+        Some(PoolStatus {
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        })
+    }
+}
+
+/// The store publishes its own pool gauges, every [`POOL_GAUGE_INTERVAL`],
+/// for as long as its pool lives (the task holds it weakly).
+fn spawn_pool_gauges(pool: &Pool) {
+    use crate::telemetry::metrics as m;
+    let weak = pool.weak();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(POOL_GAUGE_INTERVAL);
+        loop {
+            tick.tick().await;
+            let Some(pool) = weak.upgrade() else { return };
+            let status = pool.status();
+            metrics::gauge!(m::DB_POOL, "state" => "open").set(status.size as f64);
+            metrics::gauge!(m::DB_POOL, "state" => "idle").set(status.available as f64);
+            metrics::gauge!(m::DB_POOL, "state" => "waiting").set(status.waiting as f64);
+        }
+    });
 }
 
 /// Connects to the maintenance database and creates `dbname` if missing.
@@ -614,15 +645,6 @@ impl Store for PostgresStore {
         self.settle(client, result, self.timeout)
             .map(|_| ())
             .map_err(|f| f.into_store_error("insert_signing_key"))
-    }
-
-    fn pool_status(&self) -> Option<PoolStatus> {
-        let status = self.pool.status();
-        Some(PoolStatus {
-            size: status.size,
-            available: status.available,
-            waiting: status.waiting,
-        })
     }
 
     async fn signing_secret(&self, candidate: &str) -> Result<String, StoreError> {
