@@ -629,12 +629,16 @@ impl TokenState {
         );
     }
 
-    /// Drops expired sessions from the cache, and from the database in the
-    /// background.
+    /// Drops expired and revoked sessions from the cache, and expired ones
+    /// from the database in the background.
     fn prune(&mut self) {
         let now = now_ms();
         let before = self.deps.cache.len();
-        self.deps.cache.retain(|_, s| s.expires_at_ms > now);
+        // Revoked sessions go too: memory follows *live* sessions. One
+        // presented again is read through (and refused) like any miss.
+        self.deps
+            .cache
+            .retain(|_, s| s.expires_at_ms > now && !s.revoked);
         let store = Arc::clone(&self.deps.store);
         let evicted = before.saturating_sub(self.deps.cache.len());
         tokio::spawn(async move {
