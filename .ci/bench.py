@@ -250,6 +250,9 @@ def soak(args):
               f"(peak {results[store]['peak']:.1f}), slope {slope:+.3f} MiB/min over {seconds - warm} s; "
               f"{requests} requests ({requests / seconds:.0f}/s: refresh 24 + authorize 16 + mixed 8 "
               f"connections, argon2 m=1024 t=1), errors {errors}, no /metrics scrape")
+        last = [m for t, m in samples if t >= seconds - 60]
+        results[store]["last_minute_mib"] = (last[-1] - last[0]) if len(last) > 1 else 0.0
+        print(f"  change over the last minute: {results[store]['last_minute_mib']:+.2f} MiB")
         print("  samples (s, MiB): " + ", ".join(f"{t:.0f}:{m:.1f}" for t, m in samples))
     return results
 

@@ -186,7 +186,7 @@ async fn sign_up(
     let password_hash = deps.hasher.hash(password).await?;
     if let Some(legacy) = deps.store.legacy() {
         // An address of the old service's is its owner's, who signs in.
-        if legacy.legacy_email_exists(email.as_str()).await? {
+        if legacy.legacy_email_count(email.as_str()).await? > 0 {
             return Err(UserFailure::EmailTaken);
         }
     }
@@ -267,7 +267,7 @@ async fn check_credentials(
     // hash; bcrypt is not consulted for it again.
     let password_hash = deps.hasher.hash(password).await?;
     let folded = old.email.trim().to_lowercase();
-    let shared = legacy.legacy_email_shared(&folded).await?;
+    let shared = legacy.legacy_email_count(&folded).await? > 1;
     let spelling = if shared {
         old.email.as_str()
     } else {
@@ -319,6 +319,11 @@ async fn verify_known(
     let (Some(legacy), Some(legacy_id)) = (deps.store.legacy(), user.legacy_id) else {
         return Err(UserFailure::BadCredentials);
     };
+    if user.legacy_tokens_closed {
+        // authd's state wins: after "log out everywhere" none of the old
+        // service's credentials (tokens or bcrypt hash) opens the account.
+        return Err(UserFailure::BadCredentials);
+    }
     let Some(old) = legacy.legacy_user(legacy_id).await?.filter(|o| o.is_active) else {
         return Err(UserFailure::BadCredentials);
     };

@@ -11,7 +11,7 @@
 //! | the changes of a batch this instance committed | [`SessionCache::merge_batch`] | the [writer](super::writer) |
 //! | changes another instance committed | [`SessionCache::merge_from_peer`] | the [feed](super::feed) |
 //! | a session the database no longer has | [`SessionCache::forget`] | `TokenActor` (revoke conflict) |
-//! | sessions past their lifetime | [`SessionCache::prune_expired`] | `TokenActor` (prune timer) |
+//! | sessions no longer live (expired or revoked) | [`SessionCache::prune`] | `TokenActor` (prune timer) |
 //! | a session read from the database on a miss | [`SessionCache::fold_loaded`] | `TokenActor` (read-through) |
 //!
 //! Changes commute (generations only grow, revocation is permanent; see
@@ -76,10 +76,13 @@ impl SessionCache {
         self.publish_size();
     }
 
-    /// Drops sessions whose lifetime ended by `now_ms`; returns how many.
-    pub fn prune_expired(&self, now_ms: i64) -> usize {
+    /// Drops sessions whose lifetime ended by `now_ms`, and revoked ones:
+    /// memory follows *live* sessions. One presented again is read through
+    /// (and refused) like any miss. Returns how many left.
+    pub fn prune(&self, now_ms: i64) -> usize {
         let before = self.map.len();
-        self.map.retain(|_, s| s.expires_at_ms > now_ms);
+        self.map
+            .retain(|_, s| s.expires_at_ms > now_ms && !s.revoked);
         self.publish_size();
         before.saturating_sub(self.map.len())
     }
@@ -178,9 +181,17 @@ mod tests {
         let cache = SessionCache::new();
         let live = session(60_000);
         let dead = session(-1);
+        let revoked = session(60_000);
         cache.insert_committed(&live);
         cache.insert_committed(&dead);
-        assert_eq!(cache.prune_expired(now_ms()), 1);
+        cache.insert_committed(&revoked);
+        cache.merge_batch(&[SessionChange {
+            id: revoked.id,
+            generation: revoked.generation,
+            issued_at_ms: revoked.issued_at_ms,
+            revoked: true,
+        }]);
+        assert_eq!(cache.prune(now_ms()), 2);
         assert!(cache.get(live.id).is_some());
         cache.forget(live.id);
         assert!(cache.is_empty());

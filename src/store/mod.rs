@@ -70,7 +70,8 @@ pub struct UserRecord {
     pub password_hash: String,
     /// The old service's `users.id`, for an account adopted from it.
     pub legacy_id: Option<i64>,
-    /// The old service's tokens of this account are no longer honoured.
+    /// The old service's credentials of this account (its tokens, and its
+    /// bcrypt hash if authd has no password yet) are no longer honoured.
     pub legacy_tokens_closed: bool,
 }
 
@@ -138,11 +139,9 @@ pub trait LegacyStore: Send + Sync {
     /// The old account with this primary key.
     async fn legacy_user(&self, id: i64) -> Result<Option<LegacyUser>, StoreError>;
 
-    /// Whether an old account has this case-folded e-mail (sign-up refuses it).
-    async fn legacy_email_exists(&self, key: &str) -> Result<bool, StoreError>;
-
-    /// Whether several old accounts have this case-folded e-mail.
-    async fn legacy_email_shared(&self, key: &str) -> Result<bool, StoreError>;
+    /// How many old accounts have this case-folded e-mail (sign-up refuses
+    /// one that any has; several mean case-only duplicates).
+    async fn legacy_email_count(&self, key: &str) -> Result<i64, StoreError>;
 
     /// authd's user adopted from old account `legacy_id`, if any.
     async fn adopted_user(&self, legacy_id: i64) -> Result<Option<UserRecord>, StoreError>;

@@ -11,6 +11,7 @@ mod support;
 
 mod schema;
 mod signin;
+mod timing;
 mod tokens;
 
 use std::sync::Arc;

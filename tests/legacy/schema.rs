@@ -133,3 +133,49 @@ async fn a_database_with_authds_tables_in_public_moves_forward() {
         .get(0);
     assert_eq!(in_public, 0, "authd's tables left public");
 }
+
+/// The real binary, started with the old service's environment as it is
+/// (its 27-byte key included): it serves, and says the key is weak
+/// without ever printing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_old_environment_starts_the_binary_with_a_warning() {
+    let Some(old) = OldDeployment::create().await else {
+        return;
+    };
+    let who = old.add_user("old@example.com", "old-pw", true).await;
+    let app = crate::support::ChildApp::start_with(
+        &old.db,
+        0,
+        &[
+            ("DATABASE_URL", ""),
+            ("POSTGRES_HOST", "127.0.0.1"),
+            ("POSTGRES_PORT", "5432"),
+            ("POSTGRES_USER", old.role.as_str()),
+            ("POSTGRES_PASSWORD", ""),
+            ("POSTGRES_DB", old.name.as_str()),
+            ("SECRET_KEY", crate::OLD_SECRET),
+            ("ACCESS_TOKEN_EXPIRE_MINUTES", "15"),
+        ],
+    )
+    .await;
+    let token = app.api.signin("old@example.com", "old-pw").await.token(200);
+    assert_eq!(crate::support::claims_of(&token)["user_id"], json!(who));
+    let health = app
+        .api
+        .send(app.api.request(reqwest::Method::GET, "/auth/health"))
+        .await;
+    assert_eq!(health.status, 200, "{health:?}");
+    let log = app.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("weak_secret"))
+        .unwrap_or_else(|| panic!("no weak_secret warning in:\n{log}"));
+    assert!(
+        warning.contains("WARN") && warning.contains("27"),
+        "{warning}"
+    );
+    assert!(!log.contains(crate::OLD_SECRET), "the key reached the log");
+    assert!(log.contains("legacy_accounts"), "{log}");
+    drop(app);
+    old.remove_role().await;
+}

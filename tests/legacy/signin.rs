@@ -102,12 +102,37 @@ async fn old_users_sign_in_with_their_passwords() {
     let native = app.signed_up("new-user@example.com").await;
     assert!(int_id(&app, &native).await >= 1 << 31);
 
-    // The progress metric counts the old accounts.
+    // Progress: the gauge is exposed (its value is per process, shared by
+    // this binary's tests), and `authd legacy-report` counts exactly.
     let metrics = app.send(app.request(Method::GET, "/metrics")).await;
     let text = metrics.body.as_str().expect("metrics text").to_owned();
     assert!(
-        text.contains("authd_legacy_accounts{state=\"old\"} 5"),
+        text.contains("authd_legacy_accounts{state=\"not_upgraded\"}"),
         "{text}"
+    );
+    let report = std::process::Command::new(env!("CARGO_BIN_EXE_authd"))
+        .arg("legacy-report")
+        .env_clear()
+        .envs([
+            ("POSTGRES_HOST", "127.0.0.1"),
+            ("POSTGRES_USER", old.role.as_str()),
+            ("POSTGRES_DB", old.name.as_str()),
+            ("AUTHD_LOG_LEVEL", "warn"),
+        ])
+        .output()
+        .expect("authd legacy-report runs");
+    assert!(report.status.success(), "{report:?}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&report.stdout).expect("the report is JSON");
+    // Six old accounts; five signed in (alice, bob, both dups, late), all
+    // re-hashed; carol (inactive) not.
+    assert_eq!(report["old_accounts"], json!(6), "{report}");
+    assert_eq!(report["adopted"], json!(5), "{report}");
+    assert_eq!(report["upgraded"], json!(5), "{report}");
+    assert_eq!(report["not_upgraded"], json!(1), "{report}");
+    assert_eq!(
+        report["ambiguous_groups"],
+        json!([{ "email_folded": "dup@example.com", "legacy_ids": [upper, lower] }])
     );
 
     // Nothing is written to the old tables: the role could not (SELECT

@@ -48,7 +48,8 @@ async fn old_tokens_authorize_and_are_exchanged_once() {
     authorize_token(&app, &forged)
         .await
         .error(401, "invalid_token");
-    let not_stored = old_token(dave, now_secs() + 599, OLD_SECRET);
+    // (An exp no stored token has, so it cannot be the stored one.)
+    let not_stored = old_token(dave, now_secs() + 12_345, OLD_SECRET);
     authorize_token(&app, &not_stored)
         .await
         .error(401, "invalid_token");
@@ -109,6 +110,22 @@ async fn old_tokens_authorize_and_are_exchanged_once() {
     // (bcrypt once, then argon2id), keeping its integer id.
     let signed = app.signin("erin@example.com", "erin-pw").await.token(200);
     assert_eq!(claims_of(&signed)["user_id"], json!(erin));
+
+    // An account adopted by exchange whose user logs out everywhere before
+    // ever signing in at authd: the old bcrypt hash is not honoured again.
+    let jack = old.add_user("jack@example.com", "jack-pw", true).await;
+    let jack_old = old.add_token(jack, now_secs() + 600).await;
+    let jack_new = put_refresh(&app, &jack_old).await.token(200);
+    let all = app
+        .post_json(
+            "/revoke",
+            &json!({ "access_token": jack_new, "scope": "all" }),
+        )
+        .await;
+    assert_eq!(all.status, 200, "{all:?}");
+    app.signin("jack@example.com", "jack-pw")
+        .await
+        .error(401, "invalid_credentials");
 
     // After "log out everywhere", no old token of that user is honoured.
     let henry = old.add_user("henry@example.com", "henry-pw", true).await;

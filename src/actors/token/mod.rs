@@ -223,8 +223,22 @@ impl TokenHandle {
         }
     }
 
-    fn is_legacy(&self, token: &str) -> bool {
-        self.legacy && LegacyTokenCodec::is_legacy_shape(token)
+    /// Sends an old service's token to `TokenActor`'s legacy handling;
+    /// `None` when `token` is not one (or they are not read here).
+    async fn legacy_call<T: Send + 'static>(
+        &self,
+        token: &str,
+        request: impl FnOnce(String, Reply<T>) -> LegacyRequest,
+    ) -> Option<Result<T, TokenFailure>> {
+        if !(self.legacy && LegacyTokenCodec::is_legacy_shape(token)) {
+            return None;
+        }
+        let token = token.to_owned();
+        let answer = self
+            .slot
+            .call(|reply| TokenMsg::Legacy(request(token, reply)))
+            .await;
+        Some(answer.map_err(TokenFailure::from).and_then(|r| r))
     }
 
     /// Starts a session (durably) and returns it unsigned.
@@ -272,12 +286,9 @@ impl TokenHandle {
     /// its session lives. An old service's token is exchanged for a
     /// session of its own.
     pub async fn refresh(&self, token: &str) -> Result<IssuedToken, TokenFailure> {
-        if self.is_legacy(token) {
-            let token = token.to_owned();
-            return self
-                .slot
-                .call(|reply| TokenMsg::Legacy(LegacyRequest::Exchange { token, reply }))
-                .await?;
+        let exchange = |token, reply| LegacyRequest::Exchange { token, reply };
+        if let Some(answer) = self.legacy_call(token, exchange).await {
+            return answer;
         }
         let claims = self.keys.verify(token, true).await?;
         let session = self.session_call(claims, SessionOp::Refresh).await?;
@@ -287,12 +298,11 @@ impl TokenHandle {
     /// Revokes the session of `token` (expired tokens accepted), or with
     /// [`RevokeScope::All`] every session of its user.
     pub async fn revoke(&self, token: &str, scope: RevokeScope) -> Result<(), TokenFailure> {
-        if self.is_legacy(token) && scope == RevokeScope::Session {
-            let token = token.to_owned();
-            return self
-                .slot
-                .call(|reply| TokenMsg::Legacy(LegacyRequest::Revoke { token, reply }))
-                .await?;
+        if scope == RevokeScope::Session {
+            let revoke = |token, reply| LegacyRequest::Revoke { token, reply };
+            if let Some(answer) = self.legacy_call(token, revoke).await {
+                return answer;
+            }
         }
         let claims = self.keys.verify(token, true).await?;
         match scope {
@@ -302,12 +312,9 @@ impl TokenHandle {
     }
 
     pub async fn authorize(&self, token: &str) -> Result<Authorized, TokenFailure> {
-        if self.is_legacy(token) {
-            let token = token.to_owned();
-            return self
-                .slot
-                .call(|reply| TokenMsg::Legacy(LegacyRequest::Authorize { token, reply }))
-                .await?;
+        let authorize = |token, reply| LegacyRequest::Authorize { token, reply };
+        if let Some(answer) = self.legacy_call(token, authorize).await {
+            return answer;
         }
         let claims = self.keys.verify(token, false).await?;
         self.session_call(claims, SessionOp::Authorize).await
@@ -616,11 +623,11 @@ impl TokenState {
         );
     }
 
-    /// Drops expired sessions from the cache, and from the database in the
-    /// background.
+    /// Drops expired and revoked sessions from the cache, and expired ones
+    /// from the database in the background.
     fn prune(&mut self) {
         let now = now_ms();
-        let evicted = self.deps.cache.prune_expired(now);
+        let evicted = self.deps.cache.prune(now);
         let store = Arc::clone(&self.deps.store);
         tokio::spawn(async move {
             match store.prune_sessions(now).await {

@@ -41,8 +41,7 @@ const BY_ID: &str = "SELECT id::bigint, email, hashed_password, COALESCE(is_acti
      FROM public.users WHERE id = $1";
 const IDS_BY_KEY: &str =
     "SELECT legacy_id FROM legacy_users WHERE email_key = $1 ORDER BY legacy_id";
-const KEY_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM legacy_users WHERE email_key = $1)";
-const KEY_SHARED: &str = "SELECT count(*) > 1 FROM legacy_users WHERE email_key = $1";
+const KEY_COUNT: &str = "SELECT count(*) FROM legacy_users WHERE email_key = $1";
 const NEWEST_INDEXED: &str = "SELECT COALESCE(max(legacy_id), 0) FROM legacy_users";
 const NEW_OLD_ROWS: &str =
     "SELECT id::bigint, email FROM public.users WHERE id > $1::bigint ORDER BY id LIMIT $2";
@@ -188,24 +187,12 @@ impl LegacyStore for PostgresStore {
         .await
     }
 
-    async fn legacy_email_exists(&self, key: &str) -> Result<bool, StoreError> {
+    async fn legacy_email_count(&self, key: &str) -> Result<i64, StoreError> {
         let key = key.to_owned();
         self.sync_index().await?;
-        self.on_connection("legacy_email_exists", move |c| {
+        self.on_connection("legacy_email_count", move |c| {
             Box::pin(async move {
-                let statement = c.prepare_cached(KEY_EXISTS).await?;
-                c.query_one(&statement, &[&key]).await?.try_get(0)
-            })
-        })
-        .await
-    }
-
-    async fn legacy_email_shared(&self, key: &str) -> Result<bool, StoreError> {
-        let key = key.to_owned();
-        self.sync_index().await?;
-        self.on_connection("legacy_email_shared", move |c| {
-            Box::pin(async move {
-                let statement = c.prepare_cached(KEY_SHARED).await?;
+                let statement = c.prepare_cached(KEY_COUNT).await?;
                 c.query_one(&statement, &[&key]).await?.try_get(0)
             })
         })
