@@ -201,7 +201,7 @@ async fn hs256_secret(settings: &Settings, store: &dyn Store) -> Result<SigningK
             );
         }
         return Ok(SigningKeys::Hs256 {
-            secret: settings.secret_key.as_bytes().to_vec(),
+            secret: settings.secret_key.expose().as_bytes().to_vec(),
         });
     }
     let candidate =

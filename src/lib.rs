@@ -14,6 +14,7 @@ pub mod fault;
 pub mod hashing;
 pub mod http;
 pub mod keys;
+pub mod secret;
 pub mod sessions;
 pub mod settings;
 pub mod startup;

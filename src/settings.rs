@@ -14,6 +14,8 @@ use std::time::Duration;
 use config::{Config, Environment, File, FileFormat};
 use serde::Deserialize;
 
+use crate::secret::Secret;
+
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// A configured HS256 secret shorter than this is refused.
@@ -44,12 +46,13 @@ pub struct Settings {
     pub rate_limit_per_account_per_minute: u32,
     pub rate_limit_max_keys: usize,
 
-    pub database_url: String,
+    /// May carry a password (`postgres://user:pw@...`).
+    pub database_url: Secret,
     pub data_dir: PathBuf,
     pub postgres_host: String,
     pub postgres_port: u16,
     pub postgres_user: String,
-    pub postgres_password: String,
+    pub postgres_password: Secret,
     pub postgres_db: String,
     pub db_pool_size: usize,
     pub db_timeout_ms: u64,
@@ -57,7 +60,7 @@ pub struct Settings {
 
     pub jwt_algorithm: JwtAlgorithm,
     pub key_reload_secs: u64,
-    pub secret_key: String,
+    pub secret_key: Secret,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub access_token_ttl_secs: i64,
@@ -112,7 +115,7 @@ pub struct PostgresTarget {
     pub host: String,
     pub port: u16,
     pub user: String,
-    pub password: String,
+    pub password: Secret,
     pub dbname: String,
 }
 
@@ -203,7 +206,7 @@ impl Settings {
     /// The store to use: `database_url` if set, else PostgreSQL if a
     /// database name is configured, else SQLite in `data_dir`.
     pub fn database(&self) -> Result<Database, SettingsError> {
-        let url = self.database_url.trim();
+        let url = self.database_url.expose().trim();
         if let Some(path) = url.strip_prefix("sqlite://") {
             return Ok(Database::Sqlite { path: path.into() });
         }
@@ -219,10 +222,11 @@ impl Settings {
                 host,
                 port: cfg.get_ports().first().copied().unwrap_or(5432),
                 user: cfg.get_user().unwrap_or("postgres").to_owned(),
-                password: cfg
-                    .get_password()
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-                    .unwrap_or_default(),
+                password: Secret::new(
+                    cfg.get_password()
+                        .map(|p| String::from_utf8_lossy(p).into_owned())
+                        .unwrap_or_default(),
+                ),
                 dbname: cfg.get_dbname().unwrap_or("authd").to_owned(),
             }));
         }
@@ -271,23 +275,11 @@ impl Settings {
         Duration::from_millis(self.signin_failure_floor_ms)
     }
 
-    /// A copy with every secret masked: what `authd check-config` prints
-    /// and what the start-up log line shows.
+    /// What `authd check-config` prints and the start-up log line shows.
+    /// Every secret is a [`Secret`], whose `Debug` prints `***`, so this is
+    /// a plain copy: forgetting to call it leaks nothing.
     pub fn masked(&self) -> Settings {
-        let mut shown = self.clone();
-        if !shown.secret_key.is_empty() {
-            shown.secret_key = "***".into();
-        }
-        if !shown.postgres_password.is_empty() {
-            shown.postgres_password = "***".into();
-        }
-        if let Ok(Database::Postgres(target)) = self.database() {
-            if !shown.database_url.is_empty() {
-                // `PostgresTarget`'s Debug form masks the password.
-                shown.database_url = format!("{target:?}");
-            }
-        }
-        shown
+        self.clone()
     }
 }
 
@@ -348,7 +340,7 @@ mod tests {
                     (t.host.as_str(), t.dbname.as_str()),
                     ("localhost", "seeddb")
                 );
-                assert_eq!(t.password, "pw");
+                assert_eq!(t.password.expose(), "pw");
             }
             other => panic!("expected postgres, got {other:?}"),
         }

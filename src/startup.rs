@@ -71,7 +71,7 @@ impl Application {
         let legacy_tokens =
             (store.legacy().is_some() && !settings.secret_key.is_empty()).then(|| {
                 Arc::new(LegacyTokens {
-                    codec: LegacyTokenCodec::new(settings.secret_key.as_bytes()),
+                    codec: LegacyTokenCodec::new(settings.secret_key.expose().as_bytes()),
                     store: Arc::clone(&store),
                     session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
                     refresh_grace_ms: settings.refresh_grace_ms,

@@ -211,7 +211,7 @@ impl PostgresStore {
             .options(format!("-c search_path={SCHEMA}"))
             .connect_timeout(timeout);
         if !target.password.is_empty() {
-            config.password(&target.password);
+            config.password(target.password.expose());
         }
 
         ensure_database(&config, &target.dbname, timeout).await?;
@@ -751,7 +751,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 5432,
             user: "postgres".into(),
-            password: String::new(),
+            password: Default::default(),
             dbname: dbname.into(),
         }
     }
