@@ -11,12 +11,7 @@
 //! filled by primary-key ranges (`id > max(legacy_id)`): accounts the old
 //! service creates while both run are picked up without scanning e-mails.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use async_trait::async_trait;
-use deadpool_postgres::Object;
-use tokio::time::timeout_at;
 use uuid::Uuid;
 
 use super::{is_email_taken, user_from_row, PostgresStore};
@@ -65,24 +60,6 @@ const COUNTS: &str = "SELECT (SELECT count(*) FROM public.users), \
         HAVING count(*) > 1) AS g)";
 const AMBIGUOUS: &str = "SELECT email_key, array_agg(legacy_id ORDER BY legacy_id) \
      FROM legacy_users GROUP BY email_key HAVING count(*) > 1 ORDER BY email_key LIMIT $1";
-
-type Work<'c, T> = Pin<Box<dyn Future<Output = Result<T, tokio_postgres::Error>> + Send + 'c>>;
-
-impl PostgresStore {
-    /// Runs `work` on a pooled connection within the store's timeout (the
-    /// checkout, the work and the settling of the connection).
-    async fn on_connection<T>(
-        &self,
-        context: &'static str,
-        work: impl for<'c> FnOnce(&'c Object) -> Work<'c, T>,
-    ) -> Result<T, StoreError> {
-        let deadline = self.deadline();
-        let client = self.client(context, deadline).await?;
-        let result = timeout_at(deadline, work(&client)).await;
-        self.settle(client, result, self.timeout)
-            .map_err(|f| f.into_store_error(context))
-    }
-}
 
 impl PostgresStore {
     /// Indexes the old accounts added since the last call (primary keys

@@ -67,6 +67,12 @@ mod feed;
 mod legacy;
 mod writes;
 
+/// The work an operation does on its connection (see
+/// [`PostgresStore::on_connection`]).
+type Work<'c, T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'c>,
+>;
+
 use errors::{is_email_taken, Failure};
 #[cfg(test)]
 use feed::decode_changes;
@@ -243,29 +249,49 @@ impl PostgresStore {
         };
 
         let setup = timeout.max(SETUP_TIMEOUT_FLOOR);
-        let deadline = Instant::now() + setup;
-        let mut client = store.client("migrate", deadline).await?;
-        let result = timeout_at(
-            deadline,
-            migrations::apply_postgres(&mut client, SCHEMA, migrations::POSTGRES),
-        )
-        .await;
         store
-            .settle(client, result, setup)
-            .map_err(|f| f.into_store_error("applying migrations"))?;
-        if legacy_fastapi {
-            let client = store.client("detect legacy tables", deadline).await?;
-            let result = timeout_at(deadline, async {
-                client.query_one(legacy::DETECT, &[]).await?.try_get(0)
+            .on_connection_within("applying migrations", setup, |c| {
+                Box::pin(migrations::apply_postgres(c, SCHEMA, migrations::POSTGRES))
             })
-            .await;
+            .await?;
+        if legacy_fastapi {
             store.legacy = store
-                .settle(client, result, setup)
-                .map_err(|f| f.into_store_error("detecting the old service's tables"))?;
+                .on_connection_within("detecting the old service's tables", setup, |c| {
+                    Box::pin(async move { c.query_one(legacy::DETECT, &[]).await?.try_get(0) })
+                })
+                .await?;
         }
         spawn_pool_gauges(&store.pool);
         tracing::info!(store = "postgres", target = ?target, pool_size, "store ready");
         Ok(store)
+    }
+
+    /// Runs `work` on a pooled connection within the store's timeout. The
+    /// one skeleton of every operation: checkout, deadline, timeout, settle
+    /// (a connection whose work timed out is discarded, not returned).
+    /// Every database operation goes through here, so the store alone
+    /// bounds its operations and no caller wraps them again.
+    pub(super) async fn on_connection<T>(
+        &self,
+        context: &'static str,
+        work: impl for<'c> FnOnce(&'c mut Object) -> Work<'c, T>,
+    ) -> Result<T, StoreError> {
+        self.on_connection_within(context, self.timeout, work).await
+    }
+
+    /// [`on_connection`](Self::on_connection) with a limit of its own (start-up
+    /// work: migrations may wait for another instance's).
+    async fn on_connection_within<T>(
+        &self,
+        context: &'static str,
+        limit: Duration,
+        work: impl for<'c> FnOnce(&'c mut Object) -> Work<'c, T>,
+    ) -> Result<T, StoreError> {
+        let deadline = Instant::now() + limit;
+        let mut client = self.client(context, deadline).await?;
+        let result = timeout_at(deadline, work(&mut client)).await;
+        self.settle(client, result, limit)
+            .map_err(|f| f.into_store_error(context))
     }
 
     /// A pooled connection, waiting no later than `deadline`.
@@ -294,10 +320,6 @@ impl PostgresStore {
                 Err(Failure::Elapsed(limit))
             }
         }
-    }
-
-    fn deadline(&self) -> Instant {
-        Instant::now() + self.timeout
     }
 
     /// The connection pool's state right now.
@@ -412,58 +434,54 @@ impl Store for PostgresStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let deadline = self.deadline();
-        let client = self.client("ping", deadline).await?;
-        let result = timeout_at(deadline, client.batch_execute("SELECT 1")).await;
-        self.settle(client, result, self.timeout)
-            .map_err(|f| f.into_store_error("ping"))
+        self.on_connection("ping", |c| {
+            Box::pin(async move { c.batch_execute("SELECT 1").await })
+        })
+        .await
     }
 
     async fn insert_user(&self, user: &NewUser) -> Result<i64, StoreError> {
-        let deadline = self.deadline();
-        let client = self.client("insert_user", deadline).await?;
-        let result = timeout_at(deadline, async {
-            let statement = client.prepare_cached(INSERT_USER).await?;
-            client
-                .query_one(
-                    &statement,
-                    &[&user.id.0, &user.email.as_str(), &user.password_hash],
-                )
-                .await?
-                .try_get::<_, i64>(0)
-        })
-        .await;
-        match self.settle(client, result, self.timeout) {
-            Ok(int_id) => Ok(int_id),
-            Err(Failure::Db(e)) if is_email_taken(&e) => Err(StoreError::EmailTaken),
-            Err(f) => Err(f.into_store_error("insert_user")),
-        }
+        let (id, email, hash) = (
+            user.id.0,
+            user.email.as_str().to_owned(),
+            user.password_hash.clone(),
+        );
+        let inserted = self
+            .on_connection("insert_user", move |c| {
+                Box::pin(async move {
+                    let statement = c.prepare_cached(INSERT_USER).await?;
+                    match c.query_one(&statement, &[&id, &email, &hash]).await {
+                        Ok(row) => Ok(Some(row.try_get::<_, i64>(0)?)),
+                        Err(e) if is_email_taken(&e) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+            })
+            .await?;
+        inserted.ok_or(StoreError::EmailTaken)
     }
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        let deadline = self.deadline();
-        let client = self.client("find_user_by_email", deadline).await?;
-        let result = timeout_at(deadline, async {
-            let statement = client.prepare_cached(FIND_USER).await?;
-            let row = client.query_opt(&statement, &[&email]).await?;
-            row.map(|row| user_from_row(&row)).transpose()
+        let email = email.to_owned();
+        self.on_connection("find_user_by_email", move |c| {
+            Box::pin(async move {
+                let statement = c.prepare_cached(FIND_USER).await?;
+                let row = c.query_opt(&statement, &[&email]).await?;
+                row.map(|row| user_from_row(&row)).transpose()
+            })
         })
-        .await;
-        self.settle(client, result, self.timeout)
-            .map_err(|f| f.into_store_error("find_user_by_email"))
+        .await
     }
 
     async fn load_session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
-        let deadline = self.deadline();
-        let client = self.client("load_session", deadline).await?;
-        let result = timeout_at(deadline, async {
-            let statement = client.prepare_cached(LOAD_SESSION).await?;
-            client.query_opt(&statement, &[&id.0]).await
-        })
-        .await;
         let row = self
-            .settle(client, result, self.timeout)
-            .map_err(|f| f.into_store_error("load_session"))?;
+            .on_connection("load_session", move |c| {
+                Box::pin(async move {
+                    let statement = c.prepare_cached(LOAD_SESSION).await?;
+                    c.query_opt(&statement, &[&id.0]).await
+                })
+            })
+            .await?;
         row.map(|row| session_from_row(&row)).transpose()
     }
 
@@ -472,83 +490,82 @@ impl Store for PostgresStore {
             return Ok(BatchOutcome::default());
         }
         let plan = Plan::new(batch);
-        let deadline = self.deadline();
-        let mut client = self.client("write_sessions", deadline).await?;
-        let result = timeout_at(deadline, async {
-            let tx = client.transaction().await?;
-            let mut changes = ChangeSet::default();
-            let mut created = Vec::new();
-            if !plan.creates.ids.is_empty() {
-                let statement = tx.prepare_cached(CREATE_SESSIONS).await?;
-                let c = &plan.creates;
-                let rows = tx
-                    .query(
-                        &statement,
-                        &[
-                            &c.ids,
-                            &c.user_ids,
-                            &c.generations,
-                            &c.issued,
-                            &c.expires,
-                            &c.revoked,
-                            &c.user_int_ids,
-                        ],
-                    )
-                    .await?;
-                created = ids(&rows)?;
-            }
-            // An unreadable row (a generation beyond u32) is not a database
-            // error: hand it out through the inner result, rolling back
-            // (dropping `tx`).
-            let mut rotated = Vec::with_capacity(plan.rotation_rounds.len());
-            for round in &plan.rotation_rounds {
-                let statement = tx.prepare_cached(ROTATE_SESSIONS).await?;
-                let rows = tx
-                    .query(
-                        &statement,
-                        &[&round.ids, &round.from_generations, &round.issued],
-                    )
-                    .await?;
-                rotated.push(ids(&rows)?);
-                if let Err(e) = changes.record(&rows) {
-                    return Ok(Err(e));
-                }
-            }
-            let mut revoked = Vec::new();
-            if !plan.revokes.ids.is_empty() {
-                let statement = tx.prepare_cached(REVOKE_SESSIONS).await?;
-                let rows = tx
-                    .query(&statement, &[&plan.revokes.ids, &plan.revokes.at])
-                    .await?;
-                revoked = ids(&rows)?;
-                if let Err(e) = changes.record(&rows) {
-                    return Ok(Err(e));
-                }
-            }
-            if !plan.user_revokes.ids.is_empty() {
-                let statement = tx.prepare_cached(REVOKE_USERS).await?;
-                let rows = tx
-                    .query(&statement, &[&plan.user_revokes.ids, &plan.user_revokes.at])
-                    .await?;
-                if let Err(e) = changes.record(&rows) {
-                    return Ok(Err(e));
-                }
-            }
-            let changes = changes.list;
-            if !changes.is_empty() {
-                // Delivered at commit, so only if the commit succeeds.
-                let payloads = encode_changes(&changes);
-                let statement = tx.prepare_cached(NOTIFY_CHANGES).await?;
-                tx.execute(&statement, &[&CHANGE_CHANNEL, &payloads])
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(Ok((created, rotated, revoked, changes)))
-        })
-        .await;
-        let (created, rotated, revoked, changes) = self
-            .settle(client, result, self.timeout)
-            .map_err(|f| f.into_store_error("write_sessions"))??;
+        let written = self
+            .on_connection("write_sessions", move |client| {
+                Box::pin(async move {
+                    let tx = client.transaction().await?;
+                    let mut changes = ChangeSet::default();
+                    let mut created = Vec::new();
+                    if !plan.creates.ids.is_empty() {
+                        let statement = tx.prepare_cached(CREATE_SESSIONS).await?;
+                        let c = &plan.creates;
+                        let rows = tx
+                            .query(
+                                &statement,
+                                &[
+                                    &c.ids,
+                                    &c.user_ids,
+                                    &c.generations,
+                                    &c.issued,
+                                    &c.expires,
+                                    &c.revoked,
+                                    &c.user_int_ids,
+                                ],
+                            )
+                            .await?;
+                        created = ids(&rows)?;
+                    }
+                    // An unreadable row (a generation beyond u32) is not a database
+                    // error: hand it out through the inner result, rolling back
+                    // (dropping `tx`).
+                    let mut rotated = Vec::with_capacity(plan.rotation_rounds.len());
+                    for round in &plan.rotation_rounds {
+                        let statement = tx.prepare_cached(ROTATE_SESSIONS).await?;
+                        let rows = tx
+                            .query(
+                                &statement,
+                                &[&round.ids, &round.from_generations, &round.issued],
+                            )
+                            .await?;
+                        rotated.push(ids(&rows)?);
+                        if let Err(e) = changes.record(&rows) {
+                            return Ok(Err(e));
+                        }
+                    }
+                    let mut revoked = Vec::new();
+                    if !plan.revokes.ids.is_empty() {
+                        let statement = tx.prepare_cached(REVOKE_SESSIONS).await?;
+                        let rows = tx
+                            .query(&statement, &[&plan.revokes.ids, &plan.revokes.at])
+                            .await?;
+                        revoked = ids(&rows)?;
+                        if let Err(e) = changes.record(&rows) {
+                            return Ok(Err(e));
+                        }
+                    }
+                    if !plan.user_revokes.ids.is_empty() {
+                        let statement = tx.prepare_cached(REVOKE_USERS).await?;
+                        let rows = tx
+                            .query(&statement, &[&plan.user_revokes.ids, &plan.user_revokes.at])
+                            .await?;
+                        if let Err(e) = changes.record(&rows) {
+                            return Ok(Err(e));
+                        }
+                    }
+                    let changes = changes.list;
+                    if !changes.is_empty() {
+                        // Delivered at commit, so only if the commit succeeds.
+                        let payloads = encode_changes(&changes);
+                        let statement = tx.prepare_cached(NOTIFY_CHANGES).await?;
+                        tx.execute(&statement, &[&CHANGE_CHANNEL, &payloads])
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(Ok((plan, created, rotated, revoked, changes)))
+                })
+            })
+            .await?;
+        let (plan, created, rotated, revoked, changes) = written?;
         Ok(BatchOutcome {
             outcomes: plan.outcomes(batch, &created, &rotated, &revoked),
             changes,
@@ -556,16 +573,14 @@ impl Store for PostgresStore {
     }
 
     async fn changes_since(&self, since_ms: i64) -> Result<Vec<SessionChange>, StoreError> {
-        let deadline = self.deadline();
-        let client = self.client("changes_since", deadline).await?;
-        let result = timeout_at(deadline, async {
-            let statement = client.prepare_cached(CHANGES_SINCE).await?;
-            client.query(&statement, &[&since_ms]).await
-        })
-        .await;
         let rows = self
-            .settle(client, result, self.timeout)
-            .map_err(|f| f.into_store_error("changes_since"))?;
+            .on_connection("changes_since", move |c| {
+                Box::pin(async move {
+                    let statement = c.prepare_cached(CHANGES_SINCE).await?;
+                    c.query(&statement, &[&since_ms]).await
+                })
+            })
+            .await?;
         rows.iter().map(change_from_row).collect()
     }
 
@@ -574,18 +589,14 @@ impl Store for PostgresStore {
         // One chunk per round, each with its own deadline and pooled
         // connection, so a long prune never starves the hot path.
         loop {
-            let deadline = self.deadline();
-            let client = self.client("prune_sessions", deadline).await?;
-            let result = timeout_at(deadline, async {
-                let statement = client.prepare_cached(PRUNE_SESSIONS).await?;
-                client
-                    .execute(&statement, &[&before_ms, &PRUNE_CHUNK])
-                    .await
-            })
-            .await;
             let chunk = self
-                .settle(client, result, self.timeout)
-                .map_err(|f| f.into_store_error("prune_sessions"))?;
+                .on_connection("prune_sessions", move |c| {
+                    Box::pin(async move {
+                        let statement = c.prepare_cached(PRUNE_SESSIONS).await?;
+                        c.execute(&statement, &[&before_ms, &PRUNE_CHUNK]).await
+                    })
+                })
+                .await?;
             deleted += chunk;
             if chunk < PRUNE_CHUNK.unsigned_abs() {
                 return Ok(deleted);
@@ -609,35 +620,32 @@ impl Store for PostgresStore {
     }
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
-        let deadline = self.deadline();
-        let client = self.client("signing_keys", deadline).await?;
-        let result = timeout_at(deadline, async {
-            let statement = client.prepare_cached(LOAD_SIGNING_KEYS).await?;
-            let rows = client.query(&statement, &[]).await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(SigningKeyRecord {
-                        kid: row.try_get(0)?,
-                        algorithm: row.try_get(1)?,
-                        private_key: row.try_get(2)?,
-                        public_key: row.try_get(3)?,
-                        created_at_ms: row.try_get(4)?,
+        self.on_connection("signing_keys", |c| {
+            Box::pin(async move {
+                let statement = c.prepare_cached(LOAD_SIGNING_KEYS).await?;
+                let rows = c.query(&statement, &[]).await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(SigningKeyRecord {
+                            kid: row.try_get(0)?,
+                            algorithm: row.try_get(1)?,
+                            private_key: row.try_get(2)?,
+                            public_key: row.try_get(3)?,
+                            created_at_ms: row.try_get(4)?,
+                        })
                     })
-                })
-                .collect()
+                    .collect()
+            })
         })
-        .await;
-        self.settle(client, result, self.timeout)
-            .map_err(|f| f.into_store_error("signing_keys"))
+        .await
     }
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
-        let deadline = self.deadline();
-        let client = self.client("insert_signing_key", deadline).await?;
-        let result = timeout_at(deadline, async {
-            let statement = client.prepare_cached(INSERT_SIGNING_KEY).await?;
-            client
-                .execute(
+        let key = key.clone();
+        self.on_connection("insert_signing_key", move |c| {
+            Box::pin(async move {
+                let statement = c.prepare_cached(INSERT_SIGNING_KEY).await?;
+                c.execute(
                     &statement,
                     &[
                         &key.kid,
@@ -648,25 +656,23 @@ impl Store for PostgresStore {
                     ],
                 )
                 .await
+                .map(|_| ())
+            })
         })
-        .await;
-        self.settle(client, result, self.timeout)
-            .map(|_| ())
-            .map_err(|f| f.into_store_error("insert_signing_key"))
+        .await
     }
 
     async fn signing_secret(&self, candidate: &str) -> Result<String, StoreError> {
-        let deadline = self.deadline();
-        let client = self.client("signing_secret", deadline).await?;
-        let result = timeout_at(deadline, async {
-            let store = client.prepare_cached(STORE_SECRET).await?;
-            client.execute(&store, &[&candidate]).await?;
-            let load = client.prepare_cached(LOAD_SECRET).await?;
-            client.query_one(&load, &[]).await?.try_get::<_, String>(0)
+        let candidate = candidate.to_owned();
+        self.on_connection("signing_secret", move |c| {
+            Box::pin(async move {
+                let store = c.prepare_cached(STORE_SECRET).await?;
+                c.execute(&store, &[&candidate]).await?;
+                let load = c.prepare_cached(LOAD_SECRET).await?;
+                c.query_one(&load, &[]).await?.try_get::<_, String>(0)
+            })
         })
-        .await;
-        self.settle(client, result, self.timeout)
-            .map_err(|f| f.into_store_error("signing_secret"))
+        .await
     }
 }
 
