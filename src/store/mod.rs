@@ -10,6 +10,7 @@
 pub(crate) mod conformance;
 pub mod migrations;
 pub mod postgres;
+mod shared;
 pub mod sqlite;
 
 use std::sync::Arc;

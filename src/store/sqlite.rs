@@ -31,8 +31,6 @@
 //!   transaction, so a large backlog does not hold the writer (and the
 //!   group commits waiting for it) for long.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -42,6 +40,7 @@ use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use uuid::Uuid;
 
+use super::shared::{ChangeSet, LOAD_SECRET, LOAD_SIGNING_KEYS};
 use super::{
     migrations, BatchOutcome, FeedEvent, NewUser, SessionWrite, SigningKeyRecord, Store,
     StoreError, UserRecord, WriteOutcome,
@@ -61,7 +60,6 @@ const LOAD_SESSION: &str = "SELECT id, user_id, generation, issued_at_ms, expire
      revoked_at_ms IS NOT NULL, user_int_id FROM sessions WHERE id = ?1";
 const STORE_SECRET: &str =
     "INSERT INTO service_secrets (name, value) VALUES ('hs256', ?1) ON CONFLICT (name) DO NOTHING";
-const LOAD_SECRET: &str = "SELECT value FROM service_secrets WHERE name = 'hs256'";
 
 /// Like PostgreSQL's: an existing id or a missing user is a conflict, not a
 /// failure of the whole batch. (The `WHERE` also settles SQLite's parsing
@@ -93,8 +91,6 @@ const CHANGES_SINCE: &str = "SELECT id, generation, issued_at_ms, revoked_at_ms 
      FROM sessions WHERE updated_at_ms >= ?1 ORDER BY updated_at_ms, id";
 const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE rowid IN \
      (SELECT rowid FROM sessions WHERE expires_at_ms < ?1 LIMIT ?2)";
-const LOAD_SIGNING_KEYS: &str = "SELECT kid, algorithm, private_key, public_key, created_at_ms \
-     FROM signing_keys ORDER BY created_at_ms, kid";
 /// A key already stored under the same `kid` is kept; callers read the keys
 /// back with [`Store::signing_keys`].
 const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys \
@@ -267,27 +263,6 @@ fn change_from_row(row: &Row<'_>) -> rusqlite::Result<SessionChange> {
     })
 }
 
-/// The final state of every session a batch changed, one entry per
-/// session, in the order they were first changed (the last state recorded
-/// for a session is its final one: the writes apply in order).
-#[derive(Default)]
-struct ChangeSet {
-    list: Vec<SessionChange>,
-    index: HashMap<Uuid, usize>,
-}
-
-impl ChangeSet {
-    fn record(&mut self, change: SessionChange) {
-        match self.index.entry(change.id.0) {
-            Entry::Occupied(entry) => self.list[*entry.get()] = change,
-            Entry::Vacant(entry) => {
-                entry.insert(self.list.len());
-                self.list.push(change);
-            }
-        }
-    }
-}
-
 fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Result<BatchOutcome> {
     let applied = |yes: bool| {
         if yes {
@@ -368,7 +343,7 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
     tx.commit()?;
     Ok(BatchOutcome {
         outcomes,
-        changes: changes.list,
+        changes: changes.into_list(),
     })
 }
 

@@ -49,7 +49,6 @@
 //!   rather than at the next TCP keepalive (hours). On loss it logs a
 //!   warning and reconnects with backoff until the receiver is dropped.
 
-use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
@@ -80,6 +79,7 @@ use feed::encode_changes;
 use feed::run_feed;
 use writes::Plan;
 
+use super::shared::{ChangeSet, LOAD_SECRET, LOAD_SIGNING_KEYS};
 use super::{
     migrations, BatchOutcome, FeedEvent, LegacyStore, NewUser, PoolStatus, SessionWrite,
     SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
@@ -132,7 +132,6 @@ const LOAD_SESSION: &str = "SELECT id, user_id, generation, issued_at_ms, expire
      revoked_at_ms IS NOT NULL, user_int_id FROM sessions WHERE id = $1";
 const STORE_SECRET: &str =
     "INSERT INTO service_secrets (name, value) VALUES ('hs256', $1) ON CONFLICT (name) DO NOTHING";
-const LOAD_SECRET: &str = "SELECT value FROM service_secrets WHERE name = 'hs256'";
 
 /// Creates skip (and report as conflicts) ids that already exist and users
 /// that do not, instead of failing the whole batch on a constraint.
@@ -177,8 +176,6 @@ const CHANGES_SINCE: &str = "SELECT id, generation, issued_at_ms, revoked_at_ms 
      FROM sessions WHERE updated_at_ms >= $1 ORDER BY updated_at_ms, id";
 const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE id IN \
      (SELECT id FROM sessions WHERE expires_at_ms < $1 LIMIT $2)";
-const LOAD_SIGNING_KEYS: &str = "SELECT kid, algorithm, private_key, public_key, created_at_ms \
-     FROM signing_keys ORDER BY created_at_ms, kid";
 /// A retried insert (its first attempt committed but timed out) is not an
 /// error; callers read the keys back with [`Store::signing_keys`].
 const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys \
@@ -528,7 +525,7 @@ impl Store for PostgresStore {
                             )
                             .await?;
                         rotated.push(ids(&rows)?);
-                        if let Err(e) = changes.record(&rows) {
+                        if let Err(e) = record_rows(&mut changes, &rows) {
                             return Ok(Err(e));
                         }
                     }
@@ -539,7 +536,7 @@ impl Store for PostgresStore {
                             .query(&statement, &[&plan.revokes.ids, &plan.revokes.at])
                             .await?;
                         revoked = ids(&rows)?;
-                        if let Err(e) = changes.record(&rows) {
+                        if let Err(e) = record_rows(&mut changes, &rows) {
                             return Ok(Err(e));
                         }
                     }
@@ -548,11 +545,11 @@ impl Store for PostgresStore {
                         let rows = tx
                             .query(&statement, &[&plan.user_revokes.ids, &plan.user_revokes.at])
                             .await?;
-                        if let Err(e) = changes.record(&rows) {
+                        if let Err(e) = record_rows(&mut changes, &rows) {
                             return Ok(Err(e));
                         }
                     }
-                    let changes = changes.list;
+                    let changes = changes.into_list();
                     if !changes.is_empty() {
                         // Delivered at commit, so only if the commit succeeds.
                         let payloads = encode_changes(&changes);
@@ -721,30 +718,13 @@ fn change_from_row(row: &Row) -> Result<SessionChange, StoreError> {
     })
 }
 
-/// The final state of every session a batch changed, one entry per
-/// session, in the order they were first changed. Each statement of a
-/// batch sees the effects of the earlier ones, so the last row returned for
-/// a session is its final state.
-#[derive(Default)]
-struct ChangeSet {
-    list: Vec<SessionChange>,
-    index: HashMap<Uuid, usize>,
-}
-
-impl ChangeSet {
-    fn record(&mut self, rows: &[Row]) -> Result<(), StoreError> {
-        for row in rows {
-            let change = change_from_row(row)?;
-            match self.index.entry(change.id.0) {
-                Entry::Occupied(entry) => self.list[*entry.get()] = change,
-                Entry::Vacant(entry) => {
-                    entry.insert(self.list.len());
-                    self.list.push(change);
-                }
-            }
-        }
-        Ok(())
+/// Records the final states a statement returned (rows `(id, generation,
+/// issued_at_ms, revoked)`).
+fn record_rows(changes: &mut ChangeSet, rows: &[Row]) -> Result<(), StoreError> {
+    for row in rows {
+        changes.record(change_from_row(row)?);
     }
+    Ok(())
 }
 
 #[cfg(test)]
