@@ -7,10 +7,9 @@
 //! request gets 429 with `Retry-After` (whole seconds, rounded up). Load
 //! tests switch the limits off with `rate_limit_enabled = false`.
 //!
-//! The client address is the TCP peer. Behind a reverse proxy every request
-//! shares the proxy's address, so raise `rate_limit_per_ip_per_minute`
-//! accordingly (authd does not trust `X-Forwarded-For`, which any client
-//! can forge).
+//! The client address is passed in: the TCP peer, or what a proxy listed in
+//! `trusted_proxies` reports (`http::client_addr`); forwarding headers from
+//! anyone else are ignored, since any client can forge them.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

@@ -225,6 +225,8 @@ fn base_vars(db: &TestDb) -> HashMap<String, String> {
         // Tests sign in far more often than a person; the limits have a
         // test of their own.
         ("AUTHD_RATE_LIMIT_ENABLED", "false".to_owned()),
+        // No load balancer to wait for; the delay has a test of its own.
+        ("AUTHD_SHUTDOWN_DELAY_MS", "0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
