@@ -39,6 +39,7 @@ use std::sync::Arc;
 
 use super::rate_limit::RateLimits;
 use crate::actors::hashing::HashPool;
+use crate::actors::user::UserFailure;
 use crate::actors::Services;
 use crate::domain::{Email, Password};
 use crate::store::Store;
@@ -197,6 +198,7 @@ async fn credentials(
     if let Some(limits) = &ctx.rate_limits {
         limits.check(peer, &email).map_err(|limited| {
             ::metrics::counter!(m::RATE_LIMITED).increment(1);
+            tracing::info!(event = "rate_limited", client = %peer, "sign-in/sign-up refused: 429");
             ApiError::RateLimited {
                 // Round up: "retry in 0 s" would invite an immediate retry.
                 retry_after_secs: limited.retry_after.as_secs()
@@ -226,7 +228,17 @@ pub async fn sign_in(
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (email, password) = credentials(request, peer, ctx).await?;
-    let issued = ctx.services.users.sign_in(email, password).await?;
+    let issued = ctx
+        .services
+        .users
+        .sign_in(email, password)
+        .await
+        .inspect_err(|failure| {
+            if matches!(failure, UserFailure::BadCredentials) {
+                // An audit event: who guessed (the client, never the password).
+                tracing::info!(event = "signin_failed", client = %peer, "wrong e-mail or password");
+            }
+        })?;
     Ok(json_response(StatusCode::OK, &TokenResponse::from(issued)))
 }
 

@@ -238,6 +238,8 @@ pub struct TestApp {
     pub api: Api,
     /// `http://127.0.0.1:<port>`.
     pub address: String,
+    /// The admin listener, when `AUTHD_ADMIN_BIND` was set.
+    pub admin: Option<Api>,
     pub services: Services,
     pub db: Arc<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -274,6 +276,7 @@ impl TestApp {
             .await
             .expect("the application starts");
         let addr = app.local_addr();
+        let admin = app.admin_addr().map(Api::new);
         let services = app.services().clone();
         let (shutdown, stop) = oneshot::channel::<()>();
         // Dropping the sender (the TestApp) also triggers the shutdown.
@@ -283,6 +286,7 @@ impl TestApp {
         let api = Api::new(addr);
         TestApp {
             address: api.address.clone(),
+            admin,
             api,
             services,
             db,
@@ -690,9 +694,24 @@ impl ChildApp {
 
     /// SIGTERM, then waits (at most `limit`) for the process to exit.
     pub async fn terminate(mut self, limit: Duration) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.exited(limit).await
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_sigterm(&self) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
         // SAFETY: kill(2) has no memory-safety preconditions.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    }
+
+    /// Whether the process has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("child status").is_some()
+    }
+
+    /// Waits (at most `limit`) for the process to exit.
+    pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("child status") {
