@@ -4,6 +4,7 @@ write into README.md, a table of the results.
 
     python3 .ci/bench.py [--duration 10] [--connections 64] [--stores postgres,sqlite]
                          [--write-readme] [--smoke]
+    python3 .ci/bench.py --soak [--soak-minutes 3] [--stores postgres,sqlite]
 
 For each store it starts a fresh release server (PostgreSQL: a new database
 on 127.0.0.1:5432; SQLite: a temporary directory) with rate limits off and
@@ -210,6 +211,51 @@ def bench_store(store, args):
     return results
 
 
+def soak(args):
+    """Minutes of mixed load with nothing scraping /metrics, resident memory
+    sampled every few seconds; reports the slope (least squares, after the
+    first minute's warm-up) in MiB per minute, per store."""
+    seconds = int(args.soak_minutes * 60)
+    warm = min(60, seconds // 3)
+    results = {}
+    for store in args.stores.split(","):
+        # Cheap hashing so the sign-ins of the mixed loop do not dominate;
+        # labelled as such in the output.
+        server = Server(store, {"AUTHD_ARGON2_M_KIB": "1024", "AUTHD_ARGON2_T": "1"})
+        idle = rss_kib(server.proc.pid) / 1024
+        loads = [
+            authload(server.base, "refresh", 24, seconds, 0, background=True),
+            authload(server.base, "authorize", 16, seconds, 0, background=True),
+            authload(server.base, "mixed", 8, seconds, 0, background=True),
+        ]
+        samples = []
+        started = time.time()
+        try:
+            while time.time() - started < seconds:
+                time.sleep(5)
+                samples.append((time.time() - started, rss_kib(server.proc.pid) / 1024))
+            outs = [p.communicate()[0] for p in loads]
+        finally:
+            server.stop()
+        runs = [parse(o, "soak", 0) for o in outs]
+        tail = [(t, m) for t, m in samples if t >= warm] or samples
+        n = len(tail)
+        mt = sum(t for t, _ in tail) / n
+        mm = sum(m for _, m in tail) / n
+        var = sum((t - mt) ** 2 for t, _ in tail) or 1e-9
+        slope = sum((t - mt) * (m - mm) for t, m in tail) / var * 60
+        requests = sum(r["requests"] for r in runs)
+        errors = sum(sum(r["errors"].values()) for r in runs)
+        results[store] = dict(idle=idle, start=tail[0][1], end=tail[-1][1], peak=max(m for _, m in samples),
+                              slope=slope, requests=requests, errors=errors, rps=requests / seconds)
+        print(f"soak {store:8} idle {idle:.1f} MiB, after warm-up {tail[0][1]:.1f} -> {tail[-1][1]:.1f} MiB "
+              f"(peak {results[store]['peak']:.1f}), slope {slope:+.3f} MiB/min over {seconds - warm} s; "
+              f"{requests} requests ({requests / seconds:.0f}/s: refresh 24 + authorize 16 + mixed 8 "
+              f"connections, argon2 m=1024 t=1), errors {errors}, no /metrics scrape")
+        print("  samples (s, MiB): " + ", ".join(f"{t:.0f}:{m:.1f}" for t, m in samples))
+    return results
+
+
 def smoke(args):
     """Every scenario briefly, against SQLite: only the intended statuses."""
     server = Server("sqlite", {"AUTHD_ARGON2_M_KIB": "1024", "AUTHD_ARGON2_T": "1"})
@@ -300,11 +346,17 @@ def main():
                    help="README section to rewrite: between <!-- MARKER:start --> and <!-- MARKER:end -->")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--no-build", action="store_true")
+    p.add_argument("--soak", action="store_true",
+                   help="minutes of mixed load without scraping /metrics; report the memory slope")
+    p.add_argument("--soak-minutes", type=float, default=3)
     args = p.parse_args()
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--bins"], cwd=ROOT, check=True)
     if args.smoke:
         sys.exit(smoke(args))
+    if args.soak:
+        soak(args)
+        return
     results = {s: bench_store(s, args) for s in args.stores.split(",")}
     extra = {"cache": cache_footprint()}
     if "postgres" in results:

@@ -44,6 +44,7 @@ pub struct Settings {
     pub rate_limit_enabled: bool,
     pub rate_limit_per_ip_per_minute: u32,
     pub rate_limit_per_account_per_minute: u32,
+    pub rate_limit_max_keys: usize,
 
     pub database_url: String,
     pub data_dir: PathBuf,

@@ -76,8 +76,8 @@ pub struct Application {
     ctx: Arc<AppContext>,
     limits: ServerLimits,
     shutdown_delay: Duration,
-    /// Background tasks: the change-feed follower (PostgreSQL only) and
-    /// the signing-key reloader (EdDSA only).
+    /// Background tasks: the change-feed follower (PostgreSQL only), the
+    /// signing-key reloader (EdDSA only) and the metrics upkeep.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -96,8 +96,9 @@ impl Application {
         let keys = KeyRing::load(&settings, Arc::clone(&store)).await?;
         let key_reload =
             keys.spawn_periodic_reload(Duration::from_secs(settings.key_reload_secs.max(1)));
-        // Install the metrics recorder before anything records.
-        let _ = crate::telemetry::metrics::handle();
+        // Install the metrics recorder before anything records, and drain
+        // its histogram samples on a timer of our own (not only on scrape).
+        let metrics_upkeep = crate::telemetry::metrics::spawn_upkeep();
         let hasher = HashPool::new(
             settings.argon2_m_kib,
             settings.argon2_t,
@@ -168,6 +169,7 @@ impl Application {
                 settings.rate_limit_enabled,
                 settings.rate_limit_per_ip_per_minute,
                 settings.rate_limit_per_account_per_minute,
+                settings.rate_limit_max_keys,
             ),
             gauges: ScrapeGauges {
                 cache,
@@ -181,7 +183,11 @@ impl Application {
             admin,
             system,
             ctx,
-            background: feed.into_iter().chain(key_reload).collect(),
+            background: feed
+                .into_iter()
+                .chain(key_reload)
+                .chain(metrics_upkeep)
+                .collect(),
             limits: ServerLimits {
                 header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
                 max_connections: settings.max_connections,

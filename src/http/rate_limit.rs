@@ -1,16 +1,27 @@
 //! Rate limits for sign-in and sign-up: per client address and per
-//! account (e-mail), with governor's GCRA limiters (memory per key is one
-//! word; stale keys are swept every minute).
+//! account (e-mail), with governor's GCRA limiters.
 //!
 //! Passwords are guessed per account from many addresses, or across many
 //! accounts from one address; each limit catches one of the two. A refused
 //! request gets 429 with `Retry-After` (whole seconds, rounded up). Load
 //! tests switch the limits off with `rate_limit_enabled = false`.
 //!
+//! **Memory is bounded.** Each limiter holds one entry per key seen within
+//! the last minute (stale keys are swept every minute), and at most
+//! `rate_limit_max_keys` entries. Keys are fixed-size: an IPv4 address, an
+//! IPv6 address's /64 prefix (one host owns a whole /64, so keying by full
+//! address would let one host mint 2^64 keys), and a keyed 64-bit hash of
+//! the e-mail (no e-mail is kept). An entry costs about 32 bytes, so the
+//! default cap of 200,000 keys is about 6–8 MB per limiter at worst. A
+//! table that is full even after a sweep refuses *new* keys with 429 until
+//! the next sweep frees room (fail closed: flooding the table with fresh
+//! addresses must neither grow memory nor switch the limit off).
+//!
 //! The client address is passed in: the TCP peer, or what a proxy listed in
 //! `trusted_proxies` reports (`http::client_addr`); forwarding headers from
 //! anyone else are ignored, since any client can forge them.
 
+use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -21,9 +32,15 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::domain::Email;
 
+/// How often keys not seen for a minute are dropped.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
 pub struct RateLimits {
-    per_ip: DefaultKeyedRateLimiter<IpAddr>,
-    per_account: DefaultKeyedRateLimiter<String>,
+    per_ip: DefaultKeyedRateLimiter<u128>,
+    per_account: DefaultKeyedRateLimiter<u64>,
+    /// Keys the e-mail hash per process, so nobody can aim collisions.
+    account_hasher: RandomState,
+    max_keys: usize,
     clock: DefaultClock,
 }
 
@@ -39,6 +56,7 @@ impl RateLimits {
         enabled: bool,
         per_ip_per_minute: u32,
         per_account_per_minute: u32,
+        max_keys: usize,
     ) -> Option<Arc<Self>> {
         if !enabled {
             return None;
@@ -51,32 +69,69 @@ impl RateLimits {
         let limits = Arc::new(RateLimits {
             per_ip: DefaultKeyedRateLimiter::keyed(ip),
             per_account: DefaultKeyedRateLimiter::keyed(account),
+            account_hasher: RandomState::new(),
+            max_keys: max_keys.max(1),
             clock: DefaultClock::default(),
         });
         let sweeper = Arc::downgrade(&limits);
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(Duration::from_secs(60));
+            let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
             loop {
                 ticks.tick().await;
                 let Some(limits) = sweeper.upgrade() else {
                     break;
                 };
-                limits.per_ip.retain_recent();
-                limits.per_account.retain_recent();
+                limits.sweep();
             }
         });
         Some(limits)
     }
 
-    /// Counts one attempt by `ip` on `account`; refuses if either is over.
+    /// Counts one attempt by `ip` on `account`; refuses if either is over
+    /// its rate, or if a limiter's table is full.
     pub fn check(&self, ip: IpAddr, account: &Email) -> Result<(), Limited> {
+        let full = Limited {
+            retry_after: SWEEP_INTERVAL,
+        };
+        if self.per_ip.len() >= self.max_keys || self.per_account.len() >= self.max_keys {
+            self.sweep();
+            if self.per_ip.len() >= self.max_keys || self.per_account.len() >= self.max_keys {
+                ::metrics::counter!(crate::telemetry::metrics::RATE_LIMIT_TABLE_FULL).increment(1);
+                return Err(full);
+            }
+        }
         let now = self.clock.now();
+        let account_key = self.account_hasher.hash_one(account.as_str());
         self.per_ip
-            .check_key(&ip)
-            .and_then(|()| self.per_account.check_key(&account.as_str().to_owned()))
+            .check_key(&ip_key(ip))
+            .and_then(|()| self.per_account.check_key(&account_key))
             .map_err(|not_until| Limited {
                 retry_after: not_until.wait_time_from(now),
             })
+    }
+
+    /// Keys currently held by the (address, account) limiters.
+    pub fn keys(&self) -> (usize, usize) {
+        (self.per_ip.len(), self.per_account.len())
+    }
+
+    /// Drops keys whose limit has fully recovered, and returns the memory.
+    fn sweep(&self) {
+        self.per_ip.retain_recent();
+        self.per_account.retain_recent();
+        self.per_ip.shrink_to_fit();
+        self.per_account.shrink_to_fit();
+    }
+}
+
+/// An IPv4 address as itself; an IPv6 address by its /64 prefix.
+fn ip_key(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u128::from(u32::from(v4)),
+            None => u128::from(v6) & !u128::from(u64::MAX),
+        },
     }
 }
 
@@ -86,7 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn per_account_and_per_ip() {
-        let limits = RateLimits::new(true, 5, 2).unwrap();
+        let limits = RateLimits::new(true, 5, 2, 1000).unwrap();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let a = Email::parse("a@example.com").unwrap();
         let b = Email::parse("b@example.com").unwrap();
@@ -100,6 +155,42 @@ mod tests {
         // ...until the address's own budget (5) is spent.
         let other = Email::parse("c@example.com").unwrap();
         assert!(limits.check(ip, &other).is_err());
-        assert!(RateLimits::new(false, 5, 2).is_none());
+        assert!(RateLimits::new(false, 5, 2, 1000).is_none());
+    }
+
+    #[tokio::test]
+    async fn one_ipv6_host_is_one_key() {
+        let limits = RateLimits::new(true, 3, 100, 1000).unwrap();
+        let a = Email::parse("a@example.com").unwrap();
+        for host in 1..=3 {
+            let ip: IpAddr = format!("2001:db8:1:2::{host:x}").parse().unwrap();
+            assert!(limits.check(ip, &a).is_ok());
+        }
+        // A fourth address in the same /64 shares the spent budget.
+        let ip: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert!(limits.check(ip, &a).is_err());
+        // Another /64 has its own.
+        let ip: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limits.check(ip, &a).is_ok());
+        assert_eq!(limits.keys().0, 2);
+    }
+
+    #[tokio::test]
+    async fn the_tables_are_capped() {
+        let limits = RateLimits::new(true, 100, 100, 50).unwrap();
+        let a = Email::parse("a@example.com").unwrap();
+        let mut refused = 0;
+        for n in 0..200u32 {
+            let ip = IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + n));
+            if limits.check(ip, &a).is_err() {
+                refused += 1;
+            }
+        }
+        // Fresh keys (within their minute) cannot be swept: past the cap,
+        // new addresses are refused and the table stops growing.
+        let (ips, accounts) = limits.keys();
+        assert!(ips <= 50, "{ips} address keys held");
+        assert!(accounts <= 50, "{accounts} account keys held");
+        assert_eq!(refused, 150);
     }
 }

@@ -13,6 +13,7 @@ mod edge;
 mod faults;
 mod keys;
 mod limits;
+mod memory;
 mod observability;
 mod probes;
 mod proxies;

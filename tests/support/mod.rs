@@ -692,6 +692,11 @@ impl ChildApp {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process id (for reading `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then waits (at most `limit`) for the process to exit.
     pub async fn terminate(mut self, limit: Duration) -> std::process::ExitStatus {
         self.send_sigterm();
