@@ -84,7 +84,7 @@ pub fn cache_footprint(sessions: usize) -> Outcome {
     let cache = SessionCache::new();
     let now = now_ms();
     for _ in 0..sessions {
-        let session = Session::start(UserId::new_random(), now, 604_800_000);
+        let session = Session::start(UserId::new_random(), 0, now, 604_800_000);
         cache.insert(session.id, session.state());
     }
     let after = resident_bytes()?;

@@ -191,6 +191,15 @@ pub async fn add_key(store: &dyn Store) -> Result<String, KeyError> {
 
 async fn hs256_secret(settings: &Settings, store: &dyn Store) -> Result<SigningKeys, KeyError> {
     if !settings.secret_key.is_empty() {
+        if settings.secret_key.len() < crate::settings::GOOD_SECRET_BYTES {
+            tracing::warn!(
+                event = "weak_secret",
+                length = settings.secret_key.len(),
+                "SECRET_KEY is shorter than 32 bytes (accepted, so the old service's key keeps \
+                 working): move to a random key of at least 32 bytes, or to jwt_algorithm = \
+                 \"EdDSA\", when you can"
+            );
+        }
         return Ok(SigningKeys::Hs256 {
             secret: settings.secret_key.as_bytes().to_vec(),
         });

@@ -8,6 +8,7 @@
 
 pub mod actors;
 pub mod commands;
+pub mod cutover;
 pub mod domain;
 pub mod http;
 pub mod keys;

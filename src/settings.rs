@@ -17,6 +17,12 @@ use serde::Deserialize;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
+/// A configured HS256 secret shorter than this is refused.
+pub const MIN_SECRET_BYTES: usize = 16;
+/// A configured HS256 secret shorter than this starts authd with a warning
+/// (`event="weak_secret"`): the old service's keys are often shorter.
+pub const GOOD_SECRET_BYTES: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("configuration: {0}")]
@@ -69,6 +75,9 @@ pub struct Settings {
     pub batch_max_size: usize,
     pub batch_max_wait_us: u64,
     pub batch_concurrency: usize,
+
+    pub legacy_fastapi: bool,
+    pub signin_failure_floor_ms: u64,
 
     pub restart_limit: usize,
     pub restart_window_secs: u64,
@@ -188,8 +197,13 @@ impl Settings {
         if self.batch_max_size == 0 || self.db_pool_size == 0 || self.hash_queue_limit == 0 {
             return invalid("batch_max_size, db_pool_size and hash_queue_limit must be positive");
         }
-        if !self.secret_key.is_empty() && self.secret_key.len() < 32 {
-            return invalid("secret_key must be at least 32 bytes (or empty to generate one)");
+        if !self.secret_key.is_empty() && self.secret_key.len() < MIN_SECRET_BYTES {
+            return invalid(
+                "SECRET_KEY / secret_key is shorter than 16 bytes: too weak to sign tokens. \
+                 Set a random key of at least 32 bytes (e.g. `openssl rand -base64 48`), \
+                 leave it empty to have authd generate and store one, or use \
+                 jwt_algorithm = \"EdDSA\"",
+            );
         }
         argon2::Params::new(self.argon2_m_kib, self.argon2_t, self.argon2_p, None)
             .map_err(|e| SettingsError::Invalid(format!("argon2 parameters: {e}")))?;
@@ -306,6 +320,11 @@ impl Settings {
 
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// The least time a failed sign-in takes (see `signin_failure_floor_ms`).
+    pub fn signin_failure_floor(&self) -> Duration {
+        Duration::from_millis(self.signin_failure_floor_ms)
     }
 
     /// A copy with every secret masked: what `authd check-config` prints

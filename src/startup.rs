@@ -13,12 +13,14 @@ use tokio::net::TcpListener;
 
 use crate::actors::db_health::HealthDeps;
 use crate::actors::hashing::{HashError, HashPool};
+use crate::actors::legacy_tokens::LegacyTokens;
 use crate::actors::session_feed;
 use crate::actors::session_writer::BatchLimits;
 use crate::actors::supervisor::ActorSystem;
 use crate::actors::token::TokenDeps;
 use crate::actors::user::UserDeps;
 use crate::actors::{ActorKind, ChildSlot, Services};
+use crate::domain::LegacyTokenCodec;
 use crate::http::client_addr::TrustedProxies;
 use crate::http::json::BodyLimits;
 use crate::http::probes::Lifecycle;
@@ -94,6 +96,18 @@ impl Application {
         );
 
         let keys = KeyRing::load(&settings, Arc::clone(&store)).await?;
+        let legacy_progress = crate::cutover::start(Arc::clone(&store)).await?;
+        // The old service's tokens are HS256 over its SECRET_KEY: without
+        // that key configured there is nothing to verify them with.
+        let legacy_tokens =
+            (store.legacy().is_some() && !settings.secret_key.is_empty()).then(|| {
+                Arc::new(LegacyTokens {
+                    codec: LegacyTokenCodec::new(settings.secret_key.as_bytes()),
+                    store: Arc::clone(&store),
+                    session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
+                    refresh_grace_ms: settings.refresh_grace_ms,
+                })
+            });
         let key_reload =
             keys.spawn_periodic_reload(Duration::from_secs(settings.key_reload_secs.max(1)));
         // Install the metrics recorder before anything records, and drain
@@ -125,6 +139,7 @@ impl Application {
             db_timeout: settings.db_timeout(),
             prune_interval: Duration::from_secs(settings.prune_interval_secs.max(1)),
             writer_tasks: std::sync::Mutex::new(Vec::new()),
+            legacy: legacy_tokens,
         });
         let cache = Arc::clone(&token_deps.cache);
         let feed = session_feed::spawn(
@@ -138,7 +153,7 @@ impl Application {
                 store: Arc::clone(&store),
                 hasher: Arc::clone(&hasher),
                 tokens,
-                db_timeout: settings.db_timeout(),
+                failure_floor: settings.signin_failure_floor(),
             },
             HealthDeps {
                 store: Arc::clone(&store),
@@ -187,6 +202,7 @@ impl Application {
                 .into_iter()
                 .chain(key_reload)
                 .chain(metrics_upkeep)
+                .chain(legacy_progress)
                 .collect(),
             limits: ServerLimits {
                 header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),

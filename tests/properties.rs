@@ -391,7 +391,7 @@ fn codec() -> TokenCodec {
 
 /// A valid, unexpired token of a fresh session.
 fn valid_token(codec: &TokenCodec) -> String {
-    let session = Session::start(UserId::new_random(), now_ms(), 3_600_000);
+    let session = Session::start(UserId::new_random(), 0, now_ms(), 3_600_000);
     let token = codec.sign(&codec.claims_for(&session)).expect("signing");
     assert!(codec.verify(&token).is_ok(), "the unmutated token verifies");
     token

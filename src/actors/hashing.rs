@@ -1,4 +1,5 @@
-//! The password-hashing pool used by `UserActor`.
+//! The password-hashing pool used by `UserActor` (argon2id, and bcrypt for
+//! the old service's hashes).
 //!
 //! argon2id costs ~20 ms of CPU and 19 MiB per hash. Hashes run on a fixed
 //! set of dedicated threads (never on the async workers, never inside an
@@ -38,6 +39,8 @@ pub enum HashError {
 enum Job {
     Hash(Password, oneshot::Sender<Result<String, HashError>>),
     Verify(Password, String, oneshot::Sender<bool>),
+    /// The old service's passlib bcrypt hash (`$2b$12$...`).
+    VerifyBcrypt(Password, String, oneshot::Sender<bool>),
 }
 
 pub struct HashPool {
@@ -108,6 +111,19 @@ impl HashPool {
         self.submit(Job::Verify(password, hash, done))?;
         let matched = result.await.map_err(|_| stopped())?;
         Ok(known && matched)
+    }
+
+    /// Checks `password` against an old service's bcrypt hash, on the same
+    /// bounded threads (cost 12 is ~215 ms of CPU: never on the async
+    /// workers). A malformed hash never matches.
+    pub async fn verify_bcrypt(
+        &self,
+        password: Password,
+        stored: String,
+    ) -> Result<bool, HashError> {
+        let (done, result) = oneshot::channel();
+        self.submit(Job::VerifyBcrypt(password, stored, done))?;
+        result.await.map_err(|_| stopped())
     }
 
     fn submit(&self, job: Job) -> Result<(), HashError> {
@@ -239,6 +255,11 @@ fn work(mut hasher: Hasher, inbox: &Mutex<Receiver<Job>>, waiting: &AtomicUsize,
             }
             Job::Verify(password, stored, done) => {
                 let _ = done.send(hasher.verify(password.expose(), &stored));
+            }
+            Job::VerifyBcrypt(password, stored, done) => {
+                // bcrypt's own comparison is constant-time; like passlib it
+                // uses the first 72 bytes of the password.
+                let _ = done.send(bcrypt::verify(password.expose(), &stored).unwrap_or(false));
             }
         }
     }

@@ -10,6 +10,7 @@
 
 pub mod db_health;
 pub mod hashing;
+pub mod legacy_tokens;
 pub mod session_feed;
 pub mod session_writer;
 pub mod supervisor;

@@ -313,7 +313,7 @@ impl ActorSystem {
         restart_limit: usize,
         restart_window: Duration,
     ) -> Result<Self, ractor::SpawnErr> {
-        let tokens = TokenHandle::new(Arc::clone(&token_deps.slot), Arc::clone(&token_deps.keys));
+        let tokens = TokenHandle::new(&token_deps);
         let user_slot = ChildSlot::new(ActorKind::User, request_timeout);
         let health_slot = ChildSlot::new(ActorKind::DbHealth, request_timeout);
         let restarts = Arc::new(RestartCounters::default());

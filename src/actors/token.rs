@@ -21,11 +21,12 @@ use std::time::Duration;
 use dashmap::DashMap;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+use super::legacy_tokens::{LegacyRequest, LegacyTokens};
 use super::session_writer::{BatchLimits, SessionWriter};
 use super::{CallError, ChildSlot};
 use crate::domain::{
-    now_ms, Claims, RefreshDecision, Session, SessionChange, SessionId, SessionState, TokenCodec,
-    TokenError, UserId,
+    now_ms, Claims, LegacyTokenCodec, RefreshDecision, Session, SessionChange, SessionId,
+    SessionState, TokenCodec, TokenError, UserId,
 };
 use crate::keys::KeyRing;
 use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
@@ -46,7 +47,10 @@ pub struct IssuedToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorized {
     pub user_id: UserId,
-    pub session_id: SessionId,
+    /// The user's integer id (the old service's id for adopted accounts).
+    pub user_int_id: i64,
+    /// `None` for an old service's token (it belongs to no authd session).
+    pub session_id: Option<SessionId>,
     /// The token's `exp` (Unix seconds).
     pub expires_at: i64,
 }
@@ -103,8 +107,14 @@ pub enum TokenMsg {
     /// its token (signing stays out of the actor's and the writer's loops).
     Issue {
         user_id: UserId,
+        user_int_id: i64,
         reply: Reply<Session>,
     },
+    /// Revoke one session by id (a surplus session of a raced legacy
+    /// exchange, or one whose exchanged old token was reused).
+    RevokeSession { id: SessionId, reply: Reply<()> },
+    /// A request about an old service's token (see `legacy_tokens`).
+    Legacy(LegacyRequest),
     /// Anything done with the token of an existing session.
     Session(SessionRequest),
     /// The rotation of this session finished (either way): release the
@@ -172,6 +182,8 @@ pub struct TokenDeps {
     /// The writer tasks of every incarnation of the actor, so shutdown can
     /// wait until each has flushed what it was given.
     pub writer_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The old service's tokens, when its tables are read.
+    pub legacy: Option<Arc<LegacyTokens>>,
 }
 
 impl TokenDeps {
@@ -203,11 +215,48 @@ impl TokenDeps {
 pub struct TokenHandle {
     slot: Arc<ChildSlot<TokenMsg>>,
     keys: Arc<KeyRing>,
+    /// Whether old service's tokens are recognised (its tables are read).
+    legacy: bool,
 }
 
 impl TokenHandle {
-    pub fn new(slot: Arc<ChildSlot<TokenMsg>>, keys: Arc<KeyRing>) -> Self {
-        TokenHandle { slot, keys }
+    pub fn new(deps: &TokenDeps) -> Self {
+        TokenHandle {
+            slot: Arc::clone(&deps.slot),
+            keys: Arc::clone(&deps.keys),
+            legacy: deps.legacy.is_some(),
+        }
+    }
+
+    fn is_legacy(&self, token: &str) -> bool {
+        self.legacy && LegacyTokenCodec::is_legacy_shape(token)
+    }
+
+    /// Starts a session (durably) and returns it unsigned.
+    pub async fn start_session(
+        &self,
+        user_id: UserId,
+        user_int_id: i64,
+    ) -> Result<Session, TokenFailure> {
+        self.slot
+            .call(|reply| TokenMsg::Issue {
+                user_id,
+                user_int_id,
+                reply,
+            })
+            .await?
+    }
+
+    /// The live token of `session`, signed with the current key.
+    pub fn sign_session(&self, session: &Session) -> Result<IssuedToken, TokenFailure> {
+        sign(&self.keys.codec(), session)
+    }
+
+    /// Revokes session `id` durably.
+    pub async fn revoke_session(&self, id: SessionId) -> Result<(), TokenFailure> {
+        self.slot
+            .call(|reply| TokenMsg::RevokeSession { id, reply })
+            .await?
     }
 
     /// The public signing keys as a JWK Set (empty for HS256).
@@ -215,17 +264,26 @@ impl TokenHandle {
         self.keys.codec().jwks().clone()
     }
 
-    pub async fn issue(&self, user_id: UserId) -> Result<IssuedToken, TokenFailure> {
-        let session = self
-            .slot
-            .call(|reply| TokenMsg::Issue { user_id, reply })
-            .await??;
-        sign(&self.keys.codec(), &session)
+    pub async fn issue(
+        &self,
+        user_id: UserId,
+        user_int_id: i64,
+    ) -> Result<IssuedToken, TokenFailure> {
+        let session = self.start_session(user_id, user_int_id).await?;
+        self.sign_session(&session)
     }
 
     /// Rotates the session of `token`; an expired token is accepted while
-    /// its session lives.
+    /// its session lives. An old service's token is exchanged for a
+    /// session of its own.
     pub async fn refresh(&self, token: &str) -> Result<IssuedToken, TokenFailure> {
+        if self.is_legacy(token) {
+            let token = token.to_owned();
+            return self
+                .slot
+                .call(|reply| TokenMsg::Legacy(LegacyRequest::Exchange { token, reply }))
+                .await?;
+        }
         let claims = self.keys.verify(token, true).await?;
         let session = self.session_call(claims, SessionOp::Refresh).await?;
         sign(&self.keys.codec(), &session)
@@ -242,6 +300,13 @@ impl TokenHandle {
     }
 
     pub async fn authorize(&self, token: &str) -> Result<Authorized, TokenFailure> {
+        if self.is_legacy(token) {
+            let token = token.to_owned();
+            return self
+                .slot
+                .call(|reply| TokenMsg::Legacy(LegacyRequest::Authorize { token, reply }))
+                .await?;
+        }
         let claims = self.keys.verify(token, false).await?;
         self.session_call(claims, SessionOp::Authorize).await
     }
@@ -309,7 +374,23 @@ impl Actor for TokenActor {
         state: &mut TokenState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            TokenMsg::Issue { user_id, reply } => state.issue(user_id, reply),
+            TokenMsg::Issue {
+                user_id,
+                user_int_id,
+                reply,
+            } => state.issue(user_id, user_int_id, reply),
+            TokenMsg::RevokeSession { id, reply } => state.revoke(id, move |result| {
+                let _ = reply.send(result);
+            }),
+            TokenMsg::Legacy(request) => match &state.deps.legacy {
+                Some(legacy) => {
+                    let (legacy, tokens) = (Arc::clone(legacy), TokenHandle::new(&state.deps));
+                    tokio::spawn(legacy.handle(tokens, request));
+                }
+                // Unreachable through the handle; dropping the request
+                // answers its caller with 503.
+                None => drop(request),
+            },
             TokenMsg::Session(request) => state.dispatch(request),
             TokenMsg::RotationSettled(id) => {
                 for request in state.rotating.remove(&id).unwrap_or_default() {
@@ -325,8 +406,8 @@ impl Actor for TokenActor {
 }
 
 impl TokenState {
-    fn issue(&mut self, user_id: UserId, reply: Reply<Session>) {
-        let session = Session::start(user_id, now_ms(), self.deps.session_ttl_ms);
+    fn issue(&mut self, user_id: UserId, user_int_id: i64, reply: Reply<Session>) {
+        let session = Session::start(user_id, user_int_id, now_ms(), self.deps.session_ttl_ms);
         let deps = Arc::clone(&self.deps);
         let created = session.clone();
         self.writer.submit(
@@ -382,7 +463,8 @@ impl TokenState {
                 let result = if session.authorizes(claims.generation, now) {
                     Ok(Authorized {
                         user_id: session.user_id,
-                        session_id: session.id,
+                        user_int_id: session.user_int_id,
+                        session_id: Some(session.id),
                         expires_at: claims.exp,
                     })
                 } else if !session.is_live(now) {
@@ -606,7 +688,7 @@ async fn load_into_cache(deps: &TokenDeps, id: SessionId) -> Result<bool, TokenF
     }
 }
 
-fn sign(codec: &TokenCodec, session: &Session) -> Result<IssuedToken, TokenFailure> {
+pub(super) fn sign(codec: &TokenCodec, session: &Session) -> Result<IssuedToken, TokenFailure> {
     let claims = codec.claims_for(session);
     let access_token = codec
         .sign(&claims)

@@ -14,8 +14,8 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use super::hashing::{HashError, HashPool};
 use super::token::{IssuedToken, TokenFailure, TokenHandle};
 use super::{CallError, ChildSlot};
-use crate::domain::{Email, Password, UserId};
-use crate::store::{NewUser, Store, StoreError};
+use crate::domain::{Email, Password, SignInEmail, UserId};
+use crate::store::{LegacyMatch, NewUser, Store, StoreError, UserRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserFailure {
@@ -67,7 +67,7 @@ pub enum UserMsg {
         reply: Reply,
     },
     SignIn {
-        email: Email,
+        email: SignInEmail,
         password: Password,
         reply: Reply,
     },
@@ -80,7 +80,8 @@ pub struct UserDeps {
     pub store: Arc<dyn Store>,
     pub hasher: Arc<HashPool>,
     pub tokens: TokenHandle,
-    pub db_timeout: Duration,
+    /// The least time a wrong-credentials answer takes.
+    pub failure_floor: Duration,
 }
 
 /// How the HTTP layer talks to `UserActor`.
@@ -110,7 +111,7 @@ impl UserHandle {
 
     pub async fn sign_in(
         &self,
-        email: Email,
+        email: SignInEmail,
         password: Password,
     ) -> Result<IssuedToken, UserFailure> {
         self.slot
@@ -185,41 +186,155 @@ async fn sign_up(
     // index is the one authority on that (two sign-ups can race), and the
     // answer takes the same time either way.
     let password_hash = deps.hasher.hash(password).await?;
+    if let Some(legacy) = deps.store.legacy() {
+        // An address of the old service's is its owner's, who signs in.
+        if legacy.legacy_email_exists(email.as_str()).await? {
+            return Err(UserFailure::EmailTaken);
+        }
+    }
     let user = NewUser {
         id: UserId::new_random(),
         email,
         password_hash,
     };
-    with_timeout(deps.db_timeout, deps.store.insert_user(&user)).await?;
-    Ok(deps.tokens.issue(user.id).await?)
+    let int_id = deps.store.insert_user(&user).await?;
+    Ok(deps.tokens.issue(user.id, int_id).await?)
 }
 
+/// Checks the credentials and starts a session. Every wrong-credentials
+/// answer waits until `signin_failure_floor` after the request arrived, so
+/// an unknown e-mail (no hash at all), a wrong argon2id password (~20 ms)
+/// and a wrong bcrypt password of a not-yet-upgraded old account (~215 ms)
+/// cannot be told apart by time, and no CPU is spent to make them so.
 async fn sign_in(
     deps: &UserDeps,
-    email: Email,
+    email: SignInEmail,
     password: Password,
 ) -> Result<IssuedToken, UserFailure> {
-    let user = with_timeout(deps.db_timeout, deps.store.find_user_by_email(&email)).await?;
-    let (user_id, stored_hash) = match user {
-        Some(u) => (Some(u.id), Some(u.password_hash)),
-        None => (None, None),
-    };
-    // An unknown address is verified against a dummy hash: same work, same
-    // time, so timing does not reveal which addresses have accounts.
-    let matched = deps.hasher.verify(password, stored_hash).await?;
-    match (matched, user_id) {
-        (true, Some(user_id)) => Ok(deps.tokens.issue(user_id).await?),
-        _ => Err(UserFailure::BadCredentials),
+    let started = tokio::time::Instant::now();
+    match check_credentials(deps, &email, password).await {
+        Ok(user) => Ok(deps.tokens.issue(user.id, user.int_id).await?),
+        Err(UserFailure::BadCredentials) => {
+            tokio::time::sleep_until(started + deps.failure_floor).await;
+            Err(UserFailure::BadCredentials)
+        }
+        Err(other) => Err(other),
     }
 }
 
-async fn with_timeout<T>(
-    limit: Duration,
-    work: impl std::future::Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
-    tokio::time::timeout(limit, work).await.unwrap_or_else(|_| {
-        Err(StoreError::Unavailable(
-            "database did not answer in time".into(),
-        ))
+/// The account `email` and `password` open, or `BadCredentials`.
+async fn check_credentials(
+    deps: &UserDeps,
+    email: &SignInEmail,
+    password: Password,
+) -> Result<UserRecord, UserFailure> {
+    // authd's own accounts (adopted ones included). Spelt exactly as typed
+    // first: two old accounts whose e-mails differ only by case are both
+    // adopted under their own spelling.
+    let mut user = deps.store.find_user_by_email(email.typed()).await?;
+    if user.is_none() && email.folded() != email.typed() {
+        user = deps.store.find_user_by_email(email.folded()).await?;
+    }
+    if let Some(user) = user {
+        return verify_known(deps, user, password).await;
+    }
+    let Some(legacy) = deps.store.legacy() else {
+        return Err(UserFailure::BadCredentials);
+    };
+    let old = match legacy.legacy_find(email.typed(), email.folded()).await? {
+        LegacyMatch::One(old) => old,
+        LegacyMatch::None => return Err(UserFailure::BadCredentials),
+        LegacyMatch::Ambiguous(ids) => {
+            tracing::warn!(
+                event = "legacy_email_ambiguous",
+                legacy_ids = ?ids,
+                "sign-in e-mail matches several old accounts by case only and none exactly; \
+                 refused (see `authd legacy-report`)"
+            );
+            return Err(UserFailure::BadCredentials);
+        }
+    };
+    if let Some(adopted) = legacy.adopted_user(old.id).await? {
+        return verify_known(deps, adopted, password).await;
+    }
+    if !old.is_active
+        || !deps
+            .hasher
+            .verify_bcrypt(password.clone(), old.hashed_password.clone())
+            .await?
+    {
+        return Err(UserFailure::BadCredentials);
+    }
+    // The first successful sign-in adopts the account with an argon2id
+    // hash; bcrypt is not consulted for it again.
+    let password_hash = deps.hasher.hash(password).await?;
+    let folded = old.email.trim().to_lowercase();
+    let shared = legacy.legacy_email_shared(&folded).await?;
+    let spelling = if shared {
+        old.email.as_str()
+    } else {
+        folded.as_str()
+    };
+    let user = legacy
+        .adopt(UserId::new_random(), spelling, &password_hash, old.id)
+        .await
+        .map_err(|e| match e {
+            StoreError::EmailTaken => {
+                tracing::warn!(
+                    event = "legacy_email_taken",
+                    legacy_id = old.id,
+                    "an old account's e-mail belongs to another authd account; not adopted"
+                );
+                UserFailure::BadCredentials
+            }
+            other => other.into(),
+        })?;
+    metrics::counter!(crate::telemetry::metrics::LEGACY_ADOPTIONS, "via" => "signin").increment(1);
+    tracing::info!(
+        event = "legacy_account_adopted",
+        user_id = %user.id,
+        legacy_id = old.id,
+        "old account adopted at sign-in; password re-hashed with argon2id"
+    );
+    Ok(user)
+}
+
+/// Verifies a password against an authd account: its argon2id hash, or,
+/// for an account adopted through a token exchange whose password is still
+/// the old bcrypt hash, that hash once (then re-hashed with argon2id).
+async fn verify_known(
+    deps: &UserDeps,
+    user: UserRecord,
+    password: Password,
+) -> Result<UserRecord, UserFailure> {
+    if !user.password_hash.is_empty() {
+        let matched = deps
+            .hasher
+            .verify(password, Some(user.password_hash.clone()))
+            .await?;
+        return if matched {
+            Ok(user)
+        } else {
+            Err(UserFailure::BadCredentials)
+        };
+    }
+    let (Some(legacy), Some(legacy_id)) = (deps.store.legacy(), user.legacy_id) else {
+        return Err(UserFailure::BadCredentials);
+    };
+    let Some(old) = legacy.legacy_user(legacy_id).await?.filter(|o| o.is_active) else {
+        return Err(UserFailure::BadCredentials);
+    };
+    if !deps
+        .hasher
+        .verify_bcrypt(password.clone(), old.hashed_password)
+        .await?
+    {
+        return Err(UserFailure::BadCredentials);
+    }
+    let password_hash = deps.hasher.hash(password).await?;
+    legacy.upgrade_password(user.id, &password_hash).await?;
+    Ok(UserRecord {
+        password_hash,
+        ..user
     })
 }

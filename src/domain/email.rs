@@ -46,6 +46,52 @@ impl Email {
     }
 }
 
+/// An e-mail address as typed at sign-in. Sign-in does not apply the
+/// sign-up rules: accounts adopted from the old service may have addresses
+/// authd's own parser would refuse (the old service took whatever its
+/// validator took), and they must still sign in. Only emptiness and length
+/// are checked; the address is kept as typed (the old service compared it
+/// case-sensitively) beside its case-folded form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInEmail {
+    typed: String,
+    folded: String,
+}
+
+/// Longest sign-in address accepted (an address longer than any mailbox
+/// can be is no account's).
+const MAX_SIGN_IN_LEN: usize = 320;
+
+impl SignInEmail {
+    pub fn parse(raw: &str) -> Result<Self, InvalidField> {
+        let invalid = |reason| InvalidField {
+            field: "email",
+            reason,
+        };
+        let typed = raw.trim();
+        if typed.is_empty() {
+            return Err(invalid("must not be empty"));
+        }
+        if typed.len() > MAX_SIGN_IN_LEN {
+            return Err(invalid("must be at most 320 bytes"));
+        }
+        Ok(SignInEmail {
+            typed: typed.to_owned(),
+            folded: typed.to_lowercase(),
+        })
+    }
+
+    /// Exactly as typed (trimmed).
+    pub fn typed(&self) -> &str {
+        &self.typed
+    }
+
+    /// Case-folded: how authd stores and compares its own accounts' e-mails.
+    pub fn folded(&self) -> &str {
+        &self.folded
+    }
+}
+
 impl AsRef<str> for Email {
     fn as_ref(&self) -> &str {
         &self.0

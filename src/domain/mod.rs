@@ -6,11 +6,13 @@
 //! these types and never the other way round.
 
 mod email;
+mod legacy_token;
 mod password;
 mod session;
 mod token;
 
-pub use email::Email;
+pub use email::{Email, SignInEmail};
+pub use legacy_token::{LegacyClaims, LegacyTokenCodec};
 pub use password::Password;
 pub use session::{RefreshDecision, Session, SessionChange, SessionId, SessionState, UserId};
 pub use token::{Claims, Ed25519Key, SigningKeys, TokenCodec, TokenError};

@@ -30,6 +30,25 @@ impl Password {
         Ok(Password(raw))
     }
 
+    /// A password presented at sign-in (or to confirm an action): only the
+    /// byte bound applies, since the old service's accounts may have
+    /// passwords shorter than authd's sign-up minimum.
+    pub fn parse_presented(raw: String) -> Result<Self, InvalidField> {
+        if raw.len() > MAX_BYTES {
+            return Err(InvalidField {
+                field: "password",
+                reason: "must be at most 1024 bytes",
+            });
+        }
+        if raw.is_empty() {
+            return Err(InvalidField {
+                field: "password",
+                reason: "must not be empty",
+            });
+        }
+        Ok(Password(raw))
+    }
+
     pub fn expose(&self) -> &[u8] {
         self.0.as_bytes()
     }

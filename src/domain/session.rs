@@ -49,6 +49,10 @@ impl std::fmt::Display for SessionId {
 pub struct Session {
     pub id: SessionId,
     pub user_id: UserId,
+    /// The user's integer id: the old service's `users.id` for an account
+    /// adopted from it, a number from authd's own range otherwise. Read
+    /// from the user's row, never from a token.
+    pub user_int_id: i64,
     /// Generation of the one access token of this session that is live.
     pub generation: u32,
     /// When that generation was issued (its `iat`, in milliseconds). A
@@ -61,10 +65,11 @@ pub struct Session {
 }
 
 /// A session without its id: what `TokenActor`'s cache stores under the id.
-/// Kept small on purpose (40 bytes): the cache holds one per live session.
+/// Kept small on purpose (48 bytes): the cache holds one per live session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionState {
     pub user_id: UserId,
+    pub user_int_id: i64,
     pub issued_at_ms: i64,
     pub expires_at_ms: i64,
     pub generation: u32,
@@ -76,6 +81,7 @@ impl SessionState {
         Session {
             id,
             user_id: self.user_id,
+            user_int_id: self.user_int_id,
             generation: self.generation,
             issued_at_ms: self.issued_at_ms,
             expires_at_ms: self.expires_at_ms,
@@ -121,10 +127,11 @@ pub enum RefreshDecision {
 }
 
 impl Session {
-    pub fn start(user_id: UserId, now_ms: i64, lifetime_ms: i64) -> Self {
+    pub fn start(user_id: UserId, user_int_id: i64, now_ms: i64, lifetime_ms: i64) -> Self {
         Session {
             id: SessionId::new_random(),
             user_id,
+            user_int_id,
             generation: 0,
             issued_at_ms: now_ms,
             expires_at_ms: now_ms.saturating_add(lifetime_ms),
@@ -165,6 +172,7 @@ impl Session {
     pub fn state(&self) -> SessionState {
         SessionState {
             user_id: self.user_id,
+            user_int_id: self.user_int_id,
             issued_at_ms: self.issued_at_ms,
             expires_at_ms: self.expires_at_ms,
             generation: self.generation,
@@ -187,7 +195,7 @@ mod tests {
     use super::*;
 
     fn session() -> Session {
-        Session::start(UserId::new_random(), 1_000_000, 60_000)
+        Session::start(UserId::new_random(), 7, 1_000_000, 60_000)
     }
 
     #[test]

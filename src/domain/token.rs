@@ -23,6 +23,12 @@ pub struct Claims {
     /// The session generation this token carries; only the latest is live.
     #[serde(rename = "gen")]
     pub generation: u32,
+    /// The user's integer id, as the old service's tokens carried it, for
+    /// services that decode tokens themselves. authd never trusts it: the
+    /// integer it answers comes from the user's row. Optional, so tokens
+    /// issued before it existed still verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<i64>,
     pub iat: i64,
     pub exp: i64,
 }
@@ -186,6 +192,7 @@ impl TokenCodec {
             sub: session.user_id,
             sid: session.id,
             generation: session.generation,
+            user_id: (session.user_int_id > 0).then_some(session.user_int_id),
             iat,
             exp: (iat + self.access_ttl_secs).min(session_end),
         }
@@ -242,7 +249,7 @@ mod tests {
     #[test]
     fn round_trip_and_determinism() {
         let c = codec(b"0123456789abcdef0123456789abcdef");
-        let s = Session::start(UserId::new_random(), now_ms(), 3_600_000);
+        let s = Session::start(UserId::new_random(), 42, now_ms(), 3_600_000);
         let claims = c.claims_for(&s);
         let t1 = c.sign(&claims).unwrap();
         let t2 = c.sign(&c.claims_for(&s)).unwrap();
@@ -254,7 +261,7 @@ mod tests {
     fn rejects_wrong_key_none_and_tampering() {
         let c = codec(b"0123456789abcdef0123456789abcdef");
         let other = codec(b"another-secret-another-secret-xx");
-        let s = Session::start(UserId::new_random(), now_ms(), 3_600_000);
+        let s = Session::start(UserId::new_random(), 42, now_ms(), 3_600_000);
         let token = other.sign(&other.claims_for(&s)).unwrap();
         assert_eq!(c.verify(&token), Err(TokenError::Invalid));
 
@@ -292,7 +299,7 @@ mod tests {
         .unwrap();
         let after =
             TokenCodec::new(&SigningKeys::Ed25519(vec![old, new]), "authd", "authd", 900).unwrap();
-        let s = Session::start(UserId::new_random(), now_ms(), 3_600_000);
+        let s = Session::start(UserId::new_random(), 42, now_ms(), 3_600_000);
         let old_token = before.sign(&before.claims_for(&s)).unwrap();
         let new_token = after.sign(&after.claims_for(&s)).unwrap();
         assert_eq!(after.signing_kid(), Some("k2"));
@@ -311,7 +318,7 @@ mod tests {
     #[test]
     fn expired_tokens() {
         let c = codec(b"0123456789abcdef0123456789abcdef");
-        let s = Session::start(UserId::new_random(), now_ms() - 2_000_000, 3_600_000);
+        let s = Session::start(UserId::new_random(), 42, now_ms() - 2_000_000, 3_600_000);
         let token = c.sign(&c.claims_for(&s)).unwrap();
         assert_eq!(c.verify(&token), Err(TokenError::Expired));
         assert!(c.verify_allow_expired(&token).is_ok());

@@ -10,7 +10,7 @@
 //! | `POST /revoke`, `DELETE /auth/revoke` | [`revoke`] | `TokenHandle::revoke` |
 //! | `GET /authorize` (Bearer header) | [`authorize`] | `TokenHandle::authorize` |
 //! | `GET /auth/authorize-token` (JSON body or Bearer) | [`authorize_token`] | `TokenHandle::authorize` |
-//! | `GET /health` | [`health`] | `HealthHandle::status` |
+//! | `GET /health`, `GET /auth/health` | [`health`] | `HealthHandle::status` |
 //! | `GET /health/live`, `GET /health/ready` | [`probes`](super::probes) | none / `HealthHandle::status` |
 //! | `GET /.well-known/jwks.json` | [`jwks`] | `TokenHandle::jwks` (no actor call) |
 //! | `GET /metrics` | [`metrics`] | none: Prometheus text from the recorder |
@@ -41,7 +41,7 @@ use super::rate_limit::RateLimits;
 use crate::actors::hashing::HashPool;
 use crate::actors::user::UserFailure;
 use crate::actors::Services;
-use crate::domain::{Email, Password};
+use crate::domain::{Email, Password, SignInEmail};
 use crate::store::Store;
 use crate::telemetry::metrics as m;
 
@@ -150,7 +150,7 @@ fn lookup(path: &str) -> Result<(&'static str, Endpoint), ApiError> {
         "/auth/revoke" => ("DELETE", Endpoint::Revoke),
         "/authorize" => ("GET", Endpoint::Authorize),
         "/auth/authorize-token" => ("GET", Endpoint::AuthorizeToken),
-        "/health" => ("GET", Endpoint::Health),
+        "/health" | "/auth/health" => ("GET", Endpoint::Health),
         "/health/live" => ("GET", Endpoint::HealthLive),
         "/health/ready" => ("GET", Endpoint::HealthReady),
         "/.well-known/jwks.json" => ("GET", Endpoint::Jwks),
@@ -185,18 +185,11 @@ pub async fn dispatch(
     }
 }
 
-/// Parses `{"email","password"}` and counts the attempt against the rate
+/// Counts an attempt on `account` (a case-folded e-mail) against the rate
 /// limits of the client address and the account.
-async fn credentials(
-    request: Request<Incoming>,
-    peer: IpAddr,
-    ctx: &AppContext,
-) -> Result<(Email, Password), ApiError> {
-    let body: CredentialsBody = read_json(request, &ctx.body).await?;
-    let email = Email::parse(&body.email)?;
-    let password = Password::parse(body.password)?;
+fn rate_limit(ctx: &AppContext, peer: IpAddr, account: &str) -> Result<(), ApiError> {
     if let Some(limits) = &ctx.rate_limits {
-        limits.check(peer, &email).map_err(|limited| {
+        limits.check(peer, account).map_err(|limited| {
             ::metrics::counter!(m::RATE_LIMITED).increment(1);
             tracing::info!(event = "rate_limited", client = %peer, "sign-in/sign-up refused: 429");
             ApiError::RateLimited {
@@ -206,15 +199,19 @@ async fn credentials(
             }
         })?;
     }
-    Ok((email, password))
+    Ok(())
 }
 
+/// Sign-up applies authd's rules to the e-mail and the password.
 pub async fn sign_up(
     request: Request<Incoming>,
     peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (email, password) = credentials(request, peer, ctx).await?;
+    let body: CredentialsBody = read_json(request, &ctx.body).await?;
+    let email = Email::parse(&body.email)?;
+    let password = Password::parse(body.password)?;
+    rate_limit(ctx, peer, email.as_str())?;
     let issued = ctx.services.users.sign_up(email, password).await?;
     Ok(json_response(
         StatusCode::CREATED,
@@ -227,7 +224,12 @@ pub async fn sign_in(
     peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (email, password) = credentials(request, peer, ctx).await?;
+    // Sign-in does not: an account adopted from the old service may have a
+    // password or an e-mail that sign-up would refuse today.
+    let body: CredentialsBody = read_json(request, &ctx.body).await?;
+    let email = SignInEmail::parse(&body.email)?;
+    let password = Password::parse_presented(body.password)?;
+    rate_limit(ctx, peer, email.folded())?;
     let issued = ctx
         .services
         .users
@@ -271,7 +273,18 @@ pub async fn authorize(
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let token = bearer_token(&request)?.ok_or(ApiError::MissingToken)?;
-    authorized(&token, ctx).await
+    let who = ctx.services.tokens.authorize(&token).await?;
+    let mut response = json_response(
+        StatusCode::OK,
+        &json!({
+            "user_id": who.user_id,
+            "user_int_id": who.user_int_id,
+            "session_id": who.session_id,
+            "expires_at": who.expires_at,
+        }),
+    );
+    identity_headers(&who, response.headers_mut());
+    Ok(response)
 }
 
 /// The seed's `GET /auth/authorize-token`, which read the token from a JSON
@@ -290,15 +303,14 @@ pub async fn authorize_token(
         Some(body) => body.access_token,
         None => header?.ok_or(ApiError::MissingToken)?,
     };
-    authorized(&token, ctx).await
-}
-
-async fn authorized(token: &str, ctx: &AppContext) -> Result<Response<Full<Bytes>>, ApiError> {
-    let who = ctx.services.tokens.authorize(token).await?;
+    // The old service answered `{"user_id": <int>}`; its clients and the
+    // services downstream key their data by that integer.
+    let who = ctx.services.tokens.authorize(&token).await?;
     let mut response = json_response(
         StatusCode::OK,
         &json!({
-            "user_id": who.user_id,
+            "user_id": who.user_int_id,
+            "user_uuid": who.user_id,
             "session_id": who.session_id,
             "expires_at": who.expires_at,
         }),

@@ -141,7 +141,7 @@ pub(crate) async fn creates_and_migrates_once<F: Fixture>(fixture: &F) {
     // Data survived the reopen.
     let email = Email::parse("dave@example.com").expect("email");
     assert!(store
-        .find_user_by_email(&email)
+        .find_user_by_email(email.as_str())
         .await
         .expect("find")
         .is_some());
@@ -151,14 +151,14 @@ pub(crate) async fn users(store: &dyn Store) {
     let user = new_user("Alice@Example.com");
     store.insert_user(&user).await.expect("insert");
     let found = store
-        .find_user_by_email(&Email::parse("alice@example.COM").expect("email"))
+        .find_user_by_email(Email::parse("alice@example.COM").expect("email").as_str())
         .await
         .expect("find")
         .expect("present");
     assert_eq!(found.id, user.id);
     assert_eq!(found.password_hash, user.password_hash);
     let missing = store
-        .find_user_by_email(&Email::parse("bob@example.com").expect("email"))
+        .find_user_by_email(Email::parse("bob@example.com").expect("email").as_str())
         .await
         .expect("find");
     assert!(missing.is_none());
@@ -182,8 +182,8 @@ pub(crate) async fn sessions_and_batches(store: &dyn Store) {
     let user = new_user("carol@example.com");
     store.insert_user(&user).await.expect("insert");
 
-    let a = Session::start(user.id, 1_000, 60_000);
-    let b = Session::start(user.id, 1_000, 60_000);
+    let a = Session::start(user.id, 0, 1_000, 60_000);
+    let b = Session::start(user.id, 0, 1_000, 60_000);
     let outcomes = store
         .write_sessions(&[
             SessionWrite::Create(a.clone()),
@@ -206,8 +206,8 @@ pub(crate) async fn sessions_and_batches(store: &dyn Store) {
         None
     );
 
-    let c = Session::start(user.id, 2_000, 60_000);
-    let orphan = Session::start(UserId::new_random(), 2_000, 60_000);
+    let c = Session::start(user.id, 0, 2_000, 60_000);
+    let orphan = Session::start(UserId::new_random(), 0, 2_000, 60_000);
     let missing = SessionId::new_random();
     let batch = [
         SessionWrite::Rotate {
@@ -331,10 +331,10 @@ pub(crate) async fn revoke_user_revokes_only_that_users_live_sessions(store: &dy
     let bob = new_user("bob@example.com");
     store.insert_user(&alice).await.expect("insert");
     store.insert_user(&bob).await.expect("insert");
-    let s1 = Session::start(alice.id, 1_000, 60_000);
-    let s2 = Session::start(alice.id, 1_000, 60_000);
-    let s3 = Session::start(alice.id, 1_000, 60_000);
-    let t1 = Session::start(bob.id, 1_000, 60_000);
+    let s1 = Session::start(alice.id, 0, 1_000, 60_000);
+    let s2 = Session::start(alice.id, 0, 1_000, 60_000);
+    let s3 = Session::start(alice.id, 0, 1_000, 60_000);
+    let t1 = Session::start(bob.id, 0, 1_000, 60_000);
     store
         .write_sessions(&[
             SessionWrite::Create(s1.clone()),
@@ -352,7 +352,7 @@ pub(crate) async fn revoke_user_revokes_only_that_users_live_sessions(store: &dy
         .await
         .expect("revoke");
 
-    let s4 = Session::start(alice.id, 2_000, 60_000);
+    let s4 = Session::start(alice.id, 0, 2_000, 60_000);
     let done = store
         .write_sessions(&[
             SessionWrite::Rotate {
@@ -428,7 +428,7 @@ pub(crate) async fn changes_since_reads_changes_from_the_cut_off(store: &dyn Sto
     let user = new_user("dan@example.com");
     store.insert_user(&user).await.expect("insert");
     let [early, rotated, late, untouched] =
-        std::array::from_fn(|_| Session::start(user.id, 1_000, 60_000));
+        std::array::from_fn(|_| Session::start(user.id, 0, 1_000, 60_000));
     let creates: Vec<_> = [&early, &rotated, &late, &untouched]
         .into_iter()
         .map(|s| SessionWrite::Create(s.clone()))
@@ -472,12 +472,12 @@ pub(crate) async fn prune_deletes_expired_sessions_only(store: &dyn Store, chunk
     store.insert_user(&user).await.expect("insert");
     // More than one chunk of expired sessions.
     let mut expired: Vec<Session> = (0..chunk + 3)
-        .map(|_| Session::start(user.id, 1_000, 4_000))
+        .map(|_| Session::start(user.id, 0, 1_000, 4_000))
         .collect();
-    let last = Session::start(user.id, 1_000, 8_999);
+    let last = Session::start(user.id, 0, 1_000, 8_999);
     expired.push(last.clone());
-    let edge = Session::start(user.id, 1_000, 9_000);
-    let live = Session::start(user.id, 1_000, 60_000);
+    let edge = Session::start(user.id, 0, 1_000, 9_000);
+    let live = Session::start(user.id, 0, 1_000, 60_000);
     let mut creates: Vec<_> = expired.iter().cloned().map(SessionWrite::Create).collect();
     creates.push(SessionWrite::Create(edge.clone()));
     creates.push(SessionWrite::Create(live.clone()));

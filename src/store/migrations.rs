@@ -37,6 +37,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "hot_rotations",
         sql: include_str!("../../sql/postgres/0003_hot_rotations.sql"),
     },
+    Migration {
+        version: 4,
+        name: "integer_ids_and_legacy",
+        sql: include_str!("../../sql/postgres/0004_integer_ids_and_legacy.sql"),
+    },
 ];
 
 pub const SQLITE: &[Migration] = &[
@@ -54,6 +59,11 @@ pub const SQLITE: &[Migration] = &[
         version: 3,
         name: "hot_rotations",
         sql: include_str!("../../sql/sqlite/0003_hot_rotations.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "integer_ids_and_legacy",
+        sql: include_str!("../../sql/sqlite/0004_integer_ids_and_legacy.sql"),
     },
 ];
 
@@ -76,6 +86,7 @@ const SQLITE_CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations 
 /// applied. Safe to run from several processes at once.
 pub(crate) async fn apply_postgres(
     client: &mut tokio_postgres::Client,
+    schema: &str,
     migrations: &[Migration],
 ) -> Result<usize, tokio_postgres::Error> {
     // Even `CREATE TABLE IF NOT EXISTS` races (a duplicate key in
@@ -84,6 +95,9 @@ pub(crate) async fn apply_postgres(
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&PG_LOCK_KEY])
         .await?;
+    tx.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+        .await?;
+    move_out_of_public(&tx, schema).await?;
     tx.batch_execute(PG_CREATE_TABLE).await?;
     tx.commit().await?;
 
@@ -125,6 +139,67 @@ pub(crate) async fn apply_postgres(
         .get(0);
     warn_if_newer("postgres", newest, migrations);
     Ok(applied)
+}
+
+/// The tables releases before the `authd` schema created in `public`.
+const PRE_SCHEMA_TABLES: &[&str] = &[
+    "schema_migrations",
+    "users",
+    "sessions",
+    "service_secrets",
+    "signing_keys",
+];
+
+/// Moves the tables of an authd that predates its own schema out of
+/// `public` into `schema`, keeping every row (sessions included) and index.
+/// Only when `public.schema_migrations` is authd's (its first migration is
+/// `init`) and `public.users` is authd's (it has `password_hash`; the old
+/// FastAPI service's has `hashed_password`), and `schema` has no tables of
+/// its own yet. Runs under the migration lock, so instances that start
+/// together move them once.
+async fn move_out_of_public(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let ours_in_public: bool = tx
+        .query_one(
+            "SELECT to_regclass('public.schema_migrations') IS NOT NULL \
+               AND to_regclass($1 || '.schema_migrations') IS NULL \
+               AND EXISTS (SELECT 1 FROM information_schema.columns \
+                   WHERE table_schema = 'public' AND table_name = 'users' \
+                     AND column_name = 'password_hash') \
+               AND EXISTS (SELECT 1 FROM information_schema.columns \
+                   WHERE table_schema = 'public' AND table_name = 'schema_migrations' \
+                     AND column_name = 'version')",
+            &[&schema],
+        )
+        .await?
+        .get(0);
+    if !ours_in_public {
+        return Ok(());
+    }
+    let first: Option<String> = tx
+        .query_opt(
+            "SELECT name FROM public.schema_migrations WHERE version = 1",
+            &[],
+        )
+        .await?
+        .map(|row| row.get(0));
+    if first.as_deref() != Some("init") {
+        return Ok(());
+    }
+    for table in PRE_SCHEMA_TABLES {
+        tx.batch_execute(&format!(
+            "ALTER TABLE IF EXISTS public.{table} SET SCHEMA {schema}"
+        ))
+        .await?;
+    }
+    tracing::warn!(
+        event = "tables_moved_to_schema",
+        schema,
+        "moved authd's tables from schema public into its own schema"
+    );
+    Ok(())
 }
 
 /// Applies the pending `migrations` on SQLite; returns how many it applied.

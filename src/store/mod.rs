@@ -46,7 +46,129 @@ pub struct NewUser {
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub id: UserId,
+    /// The integer id (see `Session::user_int_id`).
+    pub int_id: i64,
+    /// argon2id PHC string; empty while the password is still only the old
+    /// service's bcrypt hash (an account adopted by a token exchange).
     pub password_hash: String,
+    /// The old service's `users.id`, for an account adopted from it.
+    pub legacy_id: Option<i64>,
+    /// The old service's tokens of this account are no longer honoured.
+    pub legacy_tokens_closed: bool,
+}
+
+/// An account of the old FastAPI service (`public.users`): read, never
+/// written.
+#[derive(Clone)]
+pub struct LegacyUser {
+    pub id: i64,
+    /// As the old service stored it (as typed at its sign-up).
+    pub email: String,
+    /// passlib bcrypt, `$2b$12$...`.
+    pub hashed_password: String,
+    pub is_active: bool,
+}
+
+impl std::fmt::Debug for LegacyUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacyUser")
+            .field("id", &self.id)
+            .field("is_active", &self.is_active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The old accounts a sign-in e-mail can mean.
+#[derive(Debug, Clone)]
+pub enum LegacyMatch {
+    None,
+    One(LegacyUser),
+    /// Several old accounts whose e-mails differ only by case, none of them
+    /// spelt exactly as typed: authd will not guess (their ids).
+    Ambiguous(Vec<i64>),
+}
+
+/// An old token already exchanged for an authd session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegacyExchange {
+    pub session_id: SessionId,
+    pub exchanged_at_ms: i64,
+}
+
+/// Progress of the cut-over from the old service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LegacyCounts {
+    /// Rows of the old `users` table.
+    pub old_accounts: i64,
+    /// Old accounts authd has adopted (signed in or exchanged a token).
+    pub adopted: i64,
+    /// Adopted accounts whose password authd has re-hashed with argon2id.
+    pub upgraded: i64,
+    /// Groups of old accounts whose e-mails differ only by case.
+    pub ambiguous_groups: i64,
+}
+
+/// Reading the old FastAPI service's tables (PostgreSQL only, when they
+/// exist and `legacy_fastapi` is on). Everything authd learns from them is
+/// written to its own schema; the old tables are only ever read.
+#[async_trait]
+pub trait LegacyStore: Send + Sync {
+    /// The old account for an e-mail typed at sign-in: spelt exactly so
+    /// (the old table's own index), else by case-folded `key` in authd's
+    /// index of the old accounts (brought up to date first).
+    async fn legacy_find(&self, typed: &str, key: &str) -> Result<LegacyMatch, StoreError>;
+
+    /// The old account with this primary key.
+    async fn legacy_user(&self, id: i64) -> Result<Option<LegacyUser>, StoreError>;
+
+    /// Whether an old account has this case-folded e-mail (sign-up refuses it).
+    async fn legacy_email_exists(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// Whether several old accounts have this case-folded e-mail.
+    async fn legacy_email_shared(&self, key: &str) -> Result<bool, StoreError>;
+
+    /// authd's user adopted from old account `legacy_id`, if any.
+    async fn adopted_user(&self, legacy_id: i64) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Adopts old account `legacy_id` as user `id` with `email` (its
+    /// `int_id` becomes `legacy_id`; an empty `password_hash` leaves the
+    /// password in the old table), or returns the user another request
+    /// adopted it as. [`StoreError::EmailTaken`] if an authd account holds
+    /// that e-mail.
+    async fn adopt(
+        &self,
+        id: UserId,
+        email: &str,
+        password_hash: &str,
+        legacy_id: i64,
+    ) -> Result<UserRecord, StoreError>;
+
+    /// Stores the first argon2id hash of an adopted account whose password
+    /// was still the old bcrypt hash; a no-op if one is stored already.
+    async fn upgrade_password(&self, user: UserId, password_hash: &str) -> Result<(), StoreError>;
+
+    /// The `user_id` of an old token's row in `access_tokens`, if present.
+    async fn legacy_token_owner(&self, token: &str) -> Result<Option<i64>, StoreError>;
+
+    /// The exchange of the old token with this SHA-256, if it happened.
+    async fn exchanged(&self, token_sha256: &[u8]) -> Result<Option<LegacyExchange>, StoreError>;
+
+    /// Records the exchange of an old token for `session`. `None` when
+    /// this call recorded it; the earlier exchange when another won.
+    async fn record_exchange(
+        &self,
+        token_sha256: &[u8],
+        session: SessionId,
+        at_ms: i64,
+    ) -> Result<Option<LegacyExchange>, StoreError>;
+
+    /// Brings authd's index of the old accounts up to date (new rows by
+    /// primary key) and counts the cut-over's progress.
+    async fn sync_and_count(&self) -> Result<LegacyCounts, StoreError>;
+
+    /// Groups of old accounts whose e-mails differ only by case:
+    /// (case-folded e-mail, their ids), at most `limit` groups.
+    async fn ambiguous_accounts(&self, limit: i64) -> Result<Vec<(String, Vec<i64>)>, StoreError>;
 }
 
 /// One change to the `sessions` table. `TokenActor` batches these (group
@@ -149,10 +271,18 @@ pub trait Store: Send + Sync + 'static {
     /// A cheap round trip, used by `DbHealthActor`.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Inserts a user; [`StoreError::EmailTaken`] if the address is taken.
-    async fn insert_user(&self, user: &NewUser) -> Result<(), StoreError>;
+    /// Inserts a user and returns its integer id;
+    /// [`StoreError::EmailTaken`] if the address is taken.
+    async fn insert_user(&self, user: &NewUser) -> Result<i64, StoreError>;
 
-    async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError>;
+    /// The user stored under exactly this e-mail (authd's own accounts are
+    /// stored normalised; see [`Email`]).
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// The old service's tables, when this store reads them.
+    fn legacy(&self) -> Option<&dyn LegacyStore> {
+        None
+    }
 
     async fn load_session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
 
@@ -201,8 +331,13 @@ pub async fn connect(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> 
     Ok(match database {
         Database::Sqlite { path } => Arc::new(sqlite::SqliteStore::open(&path).await?),
         Database::Postgres(target) => Arc::new(
-            postgres::PostgresStore::connect(&target, settings.db_pool_size, settings.db_timeout())
-                .await?,
+            postgres::PostgresStore::connect(
+                &target,
+                settings.db_pool_size,
+                settings.db_timeout(),
+                settings.legacy_fastapi,
+            )
+            .await?,
         ),
     })
 }

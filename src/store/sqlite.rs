@@ -46,14 +46,19 @@ use super::{
     migrations, BatchOutcome, FeedEvent, NewUser, SessionWrite, SigningKeyRecord, Store,
     StoreError, UserRecord, WriteOutcome,
 };
-use crate::domain::{Email, Session, SessionChange, SessionId, UserId};
+use crate::domain::{Session, SessionChange, SessionId, UserId};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-const INSERT_USER: &str = "INSERT INTO users (id, email, password_hash) VALUES (?1, ?2, ?3)";
-const FIND_USER: &str = "SELECT id, password_hash FROM users WHERE email = ?1";
+/// The integer id continues authd's range (2^31 upwards); one writer
+/// connection makes `max + 1` safe.
+const INSERT_USER: &str = "INSERT INTO users (id, email, password_hash, int_id) \
+     VALUES (?1, ?2, ?3, (SELECT COALESCE(max(int_id), 2147483647) + 1 FROM users)) \
+     RETURNING int_id";
+const FIND_USER: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed \
+     FROM users WHERE email = ?1";
 const LOAD_SESSION: &str = "SELECT id, user_id, generation, issued_at_ms, expires_at_ms, \
-     revoked_at_ms IS NOT NULL FROM sessions WHERE id = ?1";
+     revoked_at_ms IS NOT NULL, user_int_id FROM sessions WHERE id = ?1";
 const STORE_SECRET: &str =
     "INSERT INTO service_secrets (name, value) VALUES ('hs256', ?1) ON CONFLICT (name) DO NOTHING";
 const LOAD_SECRET: &str = "SELECT value FROM service_secrets WHERE name = 'hs256'";
@@ -62,8 +67,9 @@ const LOAD_SECRET: &str = "SELECT value FROM service_secrets WHERE name = 'hs256
 /// failure of the whole batch. (The `WHERE` also settles SQLite's parsing
 /// ambiguity between a join's `ON` and the upsert's `ON CONFLICT`.)
 const CREATE_SESSION: &str = "INSERT INTO sessions \
-     (id, user_id, generation, issued_at_ms, expires_at_ms, revoked_at_ms, created_at_ms) \
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?4 \
+     (id, user_id, generation, issued_at_ms, expires_at_ms, revoked_at_ms, created_at_ms, \
+      user_int_id) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?4, ?7 \
      WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) \
      ON CONFLICT (id) DO NOTHING";
 /// The updates return the final state of what they touched (a
@@ -221,6 +227,7 @@ fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
         issued_at_ms: row.get(3)?,
         expires_at_ms: row.get(4)?,
         revoked: row.get(5)?,
+        user_int_id: row.get(6)?,
     })
 }
 
@@ -277,6 +284,7 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
                     s.issued_at_ms,
                     s.expires_at_ms,
                     s.revoked.then_some(s.issued_at_ms),
+                    s.user_int_id,
                 ])?;
                 outcomes[i] = applied(changed == 1);
             }
@@ -352,16 +360,16 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_user(&self, user: &NewUser) -> Result<(), StoreError> {
+    async fn insert_user(&self, user: &NewUser) -> Result<i64, StoreError> {
         let id = user.id.0.to_string();
         let email = user.email.as_str().to_owned();
         let hash = user.password_hash.clone();
         with_conn(&self.writer, "insert_user", move |conn| {
-            let result = conn
-                .prepare_cached(INSERT_USER)
-                .and_then(|mut statement| statement.execute(params![id, email, hash]));
+            let result = conn.prepare_cached(INSERT_USER).and_then(|mut statement| {
+                statement.query_row(params![id, email, hash], |row| row.get::<_, i64>(0))
+            });
             match result {
-                Ok(_) => Ok(()),
+                Ok(int_id) => Ok(int_id),
                 Err(e) if is_email_taken(&e) => Err(StoreError::EmailTaken),
                 Err(e) => Err(sqlite_error("insert_user", e)),
             }
@@ -369,8 +377,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
-        let email = email.as_str().to_owned();
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        let email = email.to_owned();
         with_conn(&self.reader, "find_user_by_email", move |conn| {
             conn.prepare_cached(FIND_USER)
                 .and_then(|mut statement| {
@@ -378,7 +386,10 @@ impl Store for SqliteStore {
                         .query_row([email], |row| {
                             Ok(UserRecord {
                                 id: UserId(uuid_at(row, 0)?),
-                                password_hash: row.get(1)?,
+                                int_id: row.get(1)?,
+                                password_hash: row.get(2)?,
+                                legacy_id: row.get(3)?,
+                                legacy_tokens_closed: row.get(4)?,
                             })
                         })
                         .optional()
@@ -496,6 +507,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::Email;
     use crate::store::conformance::{self, change, new_user, Fixture};
 
     /// A database file in a fresh temporary directory (in a subdirectory
@@ -548,7 +560,7 @@ mod tests {
         store.insert_user(&user).await.expect("insert");
         let email = Email::parse("erin@example.com").expect("email");
         assert!(store
-            .find_user_by_email(&email)
+            .find_user_by_email(email.as_str())
             .await
             .expect("find")
             .is_some());
@@ -567,7 +579,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("old.db");
         let user = new_user("old@example.com");
-        let session = Session::start(user.id, 1_000, 60_000);
+        let session = Session::start(user.id, 0, 1_000, 60_000);
         {
             let mut conn = open_connection(&path).expect("open");
             migrations::apply_sqlite(&mut conn, &migrations::SQLITE[..1]).expect("v1");
@@ -588,9 +600,14 @@ mod tests {
             TempFile::applied_migrations(&store).await,
             migrations::SQLITE.len() as i64
         );
+        // Migration 4 gave the user the first integer id of authd's range
+        // and copied it into the user's sessions.
         assert_eq!(
             store.load_session(session.id).await.expect("load"),
-            Some(session.clone())
+            Some(Session {
+                user_int_id: 2_147_483_648,
+                ..session.clone()
+            })
         );
         // Never changed, so only a cut-off of 0 reports it.
         assert_eq!(store.changes_since(0).await.expect("since").len(), 1);

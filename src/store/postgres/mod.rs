@@ -64,12 +64,17 @@ use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{AsyncMessage, Connection, NoTls, Row, Socket};
 use uuid::Uuid;
 
+mod legacy;
+
 use super::{
-    migrations, BatchOutcome, FeedEvent, NewUser, PoolStatus, SessionWrite, SigningKeyRecord,
-    Store, StoreError, UserRecord, WriteOutcome,
+    migrations, BatchOutcome, FeedEvent, LegacyStore, NewUser, PoolStatus, SessionWrite,
+    SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
 };
-use crate::domain::{Email, Session, SessionChange, SessionId, UserId};
+use crate::domain::{Session, SessionChange, SessionId, UserId};
 use crate::settings::PostgresTarget;
+
+/// The schema holding every table of authd's (see `migrations`).
+pub const SCHEMA: &str = "authd";
 
 /// Database used to create the target database.
 const MAINTENANCE_DB: &str = "postgres";
@@ -103,10 +108,12 @@ const FEED_APPLICATION_NAME: &str = "authd-feed";
 /// backlog neither holds many row locks nor outlives the timeout.
 const PRUNE_CHUNK: i64 = 5_000;
 
-const INSERT_USER: &str = "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3)";
-const FIND_USER: &str = "SELECT id, password_hash FROM users WHERE email = $1";
+const INSERT_USER: &str =
+    "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING int_id";
+const FIND_USER: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed \
+     FROM users WHERE email = $1";
 const LOAD_SESSION: &str = "SELECT id, user_id, generation, issued_at_ms, expires_at_ms, \
-     revoked_at_ms IS NOT NULL FROM sessions WHERE id = $1";
+     revoked_at_ms IS NOT NULL, user_int_id FROM sessions WHERE id = $1";
 const STORE_SECRET: &str =
     "INSERT INTO service_secrets (name, value) VALUES ('hs256', $1) ON CONFLICT (name) DO NOTHING";
 const LOAD_SECRET: &str = "SELECT value FROM service_secrets WHERE name = 'hs256'";
@@ -114,10 +121,11 @@ const LOAD_SECRET: &str = "SELECT value FROM service_secrets WHERE name = 'hs256
 /// Creates skip (and report as conflicts) ids that already exist and users
 /// that do not, instead of failing the whole batch on a constraint.
 const CREATE_SESSIONS: &str = "INSERT INTO sessions \
-     (id, user_id, generation, issued_at_ms, expires_at_ms, revoked_at_ms, created_at_ms) \
-     SELECT v.id, v.user_id, v.generation, v.issued, v.expires, v.revoked, v.issued \
-     FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[]) \
-       AS v(id, user_id, generation, issued, expires, revoked) \
+     (id, user_id, generation, issued_at_ms, expires_at_ms, revoked_at_ms, created_at_ms, \
+      user_int_id) \
+     SELECT v.id, v.user_id, v.generation, v.issued, v.expires, v.revoked, v.issued, v.int_id \
+     FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
+       $7::bigint[]) AS v(id, user_id, generation, issued, expires, revoked, int_id) \
      WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.user_id) \
      ON CONFLICT (id) DO NOTHING \
      RETURNING id";
@@ -138,7 +146,11 @@ const REVOKE_SESSIONS: &str = "UPDATE sessions s \
      FROM UNNEST($1::uuid[], $2::bigint[]) AS v(id, at) \
      WHERE s.id = v.id \
      RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
-const REVOKE_USERS: &str = "UPDATE sessions s \
+/// Also closes the old service's tokens of those users (see
+/// `users.legacy_tokens_closed`), in the same statement.
+const REVOKE_USERS: &str = "WITH closed AS (UPDATE users SET legacy_tokens_closed = true \
+       WHERE id = ANY($1::uuid[]) AND NOT legacy_tokens_closed) \
+     UPDATE sessions s \
      SET revoked_at_ms = v.at, updated_at_ms = GREATEST(s.updated_at_ms, v.at) \
      FROM UNNEST($1::uuid[], $2::bigint[]) AS v(user_id, at) \
      WHERE s.user_id = v.user_id AND s.revoked_at_ms IS NULL \
@@ -160,6 +172,9 @@ const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys \
 pub struct PostgresStore {
     pool: Pool,
     timeout: Duration,
+    /// Whether the old FastAPI service's tables are read (they exist and
+    /// `legacy_fastapi` is on).
+    legacy: bool,
     /// The pool's connection settings, for the change feed's own connection.
     config: tokio_postgres::Config,
 }
@@ -171,6 +186,7 @@ impl PostgresStore {
         target: &PostgresTarget,
         pool_size: usize,
         timeout: Duration,
+        legacy_fastapi: bool,
     ) -> Result<Self, StoreError> {
         let mut config = tokio_postgres::Config::new();
         config
@@ -179,6 +195,10 @@ impl PostgresStore {
             .user(&target.user)
             .dbname(&target.dbname)
             .application_name("authd")
+            // authd's tables live in a schema of their own, so that it can
+            // share a database with anyone else's tables (the old service's
+            // `public.users`, above all). Unqualified names resolve there.
+            .options(format!("-c search_path={SCHEMA}"))
             .connect_timeout(timeout);
         if !target.password.is_empty() {
             config.password(&target.password);
@@ -205,9 +225,10 @@ impl PostgresStore {
             })
             .build()
             .map_err(|e| StoreError::Internal(format!("building the connection pool: {e}")))?;
-        let store = PostgresStore {
+        let mut store = PostgresStore {
             pool,
             timeout,
+            legacy: false,
             config,
         };
 
@@ -216,12 +237,22 @@ impl PostgresStore {
         let mut client = store.client("migrate", deadline).await?;
         let result = timeout_at(
             deadline,
-            migrations::apply_postgres(&mut client, migrations::POSTGRES),
+            migrations::apply_postgres(&mut client, SCHEMA, migrations::POSTGRES),
         )
         .await;
         store
             .settle(client, result, setup)
             .map_err(|f| f.into_store_error("applying migrations"))?;
+        if legacy_fastapi {
+            let client = store.client("detect legacy tables", deadline).await?;
+            let result = timeout_at(deadline, async {
+                client.query_one(legacy::DETECT, &[]).await?.try_get(0)
+            })
+            .await;
+            store.legacy = store
+                .settle(client, result, setup)
+                .map_err(|f| f.into_store_error("detecting the old service's tables"))?;
+        }
         tracing::info!(store = "postgres", target = ?target, pool_size, "store ready");
         Ok(store)
     }
@@ -337,6 +368,10 @@ impl Store for PostgresStore {
         "postgres"
     }
 
+    fn legacy(&self) -> Option<&dyn LegacyStore> {
+        self.legacy.then_some(self as &dyn LegacyStore)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let deadline = self.deadline();
         let client = self.client("ping", deadline).await?;
@@ -345,39 +380,34 @@ impl Store for PostgresStore {
             .map_err(|f| f.into_store_error("ping"))
     }
 
-    async fn insert_user(&self, user: &NewUser) -> Result<(), StoreError> {
+    async fn insert_user(&self, user: &NewUser) -> Result<i64, StoreError> {
         let deadline = self.deadline();
         let client = self.client("insert_user", deadline).await?;
         let result = timeout_at(deadline, async {
             let statement = client.prepare_cached(INSERT_USER).await?;
             client
-                .execute(
+                .query_one(
                     &statement,
                     &[&user.id.0, &user.email.as_str(), &user.password_hash],
                 )
-                .await
+                .await?
+                .try_get::<_, i64>(0)
         })
         .await;
         match self.settle(client, result, self.timeout) {
-            Ok(_) => Ok(()),
+            Ok(int_id) => Ok(int_id),
             Err(Failure::Db(e)) if is_email_taken(&e) => Err(StoreError::EmailTaken),
             Err(f) => Err(f.into_store_error("insert_user")),
         }
     }
 
-    async fn find_user_by_email(&self, email: &Email) -> Result<Option<UserRecord>, StoreError> {
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let deadline = self.deadline();
         let client = self.client("find_user_by_email", deadline).await?;
         let result = timeout_at(deadline, async {
             let statement = client.prepare_cached(FIND_USER).await?;
-            let row = client.query_opt(&statement, &[&email.as_str()]).await?;
-            row.map(|row| {
-                Ok(UserRecord {
-                    id: UserId(row.try_get(0)?),
-                    password_hash: row.try_get(1)?,
-                })
-            })
-            .transpose()
+            let row = client.query_opt(&statement, &[&email]).await?;
+            row.map(|row| user_from_row(&row)).transpose()
         })
         .await;
         self.settle(client, result, self.timeout)
@@ -422,6 +452,7 @@ impl Store for PostgresStore {
                             &c.issued,
                             &c.expires,
                             &c.revoked,
+                            &c.user_int_ids,
                         ],
                     )
                     .await?;
@@ -609,6 +640,17 @@ impl Store for PostgresStore {
     }
 }
 
+/// A row `(id, int_id, password_hash, legacy_id, legacy_tokens_closed)`.
+pub(super) fn user_from_row(row: &Row) -> Result<UserRecord, tokio_postgres::Error> {
+    Ok(UserRecord {
+        id: UserId(row.try_get(0)?),
+        int_id: row.try_get(1)?,
+        password_hash: row.try_get(2)?,
+        legacy_id: row.try_get(3)?,
+        legacy_tokens_closed: row.try_get(4)?,
+    })
+}
+
 fn ids(rows: &[Row]) -> Result<Vec<Uuid>, tokio_postgres::Error> {
     rows.iter().map(|row| row.try_get(0)).collect()
 }
@@ -625,6 +667,7 @@ fn session_from_row(row: &Row) -> Result<Session, StoreError> {
         issued_at_ms: row.try_get(3).map_err(read)?,
         expires_at_ms: row.try_get(4).map_err(read)?,
         revoked: row.try_get(5).map_err(read)?,
+        user_int_id: row.try_get(6).map_err(read)?,
     })
 }
 
@@ -924,7 +967,7 @@ async fn next_changes(
     }
 }
 
-fn is_email_taken(e: &tokio_postgres::Error) -> bool {
+pub(super) fn is_email_taken(e: &tokio_postgres::Error) -> bool {
     e.as_db_error().is_some_and(|db| {
         *db.code() == SqlState::UNIQUE_VIOLATION
             && db.constraint().is_none_or(|c| c == EMAIL_CONSTRAINT)
@@ -952,6 +995,7 @@ struct Creates {
     issued: Vec<i64>,
     expires: Vec<i64>,
     revoked: Vec<Option<i64>>,
+    user_int_ids: Vec<i64>,
 }
 
 #[derive(Default)]
@@ -996,6 +1040,7 @@ impl Plan {
                 SessionWrite::Create(s) => {
                     creates.ids.push(s.id.0);
                     creates.user_ids.push(s.user_id.0);
+                    creates.user_int_ids.push(s.user_int_id);
                     creates.generations.push(i64::from(s.generation));
                     creates.issued.push(s.issued_at_ms);
                     creates.expires.push(s.expires_at_ms);
@@ -1218,7 +1263,7 @@ mod tests {
         }
 
         async fn open(&self) -> PostgresStore {
-            PostgresStore::connect(&target(&self.name), 4, TIMEOUT)
+            PostgresStore::connect(&target(&self.name), 4, TIMEOUT, true)
                 .await
                 .expect("connect")
         }
@@ -1258,8 +1303,8 @@ mod tests {
         // Two instances starting together: both succeed, one creates.
         let t = target(&db.name);
         let (a, b) = tokio::join!(
-            PostgresStore::connect(&t, 2, TIMEOUT),
-            PostgresStore::connect(&t, 2, TIMEOUT),
+            PostgresStore::connect(&t, 2, TIMEOUT, true),
+            PostgresStore::connect(&t, 2, TIMEOUT, true),
         );
         let (a, b) = (a.expect("first"), b.expect("second"));
         let count = TestDb::applied_migrations;
@@ -1278,7 +1323,7 @@ mod tests {
         let second = db.open().await;
         let user = new_user("frank@example.com");
         first.insert_user(&user).await.expect("insert");
-        let session = Session::start(user.id, 1_000, 60_000);
+        let session = Session::start(user.id, 0, 1_000, 60_000);
         first
             .write_sessions(&[SessionWrite::Create(session.clone())])
             .await
@@ -1318,7 +1363,7 @@ mod tests {
         let mut t = target(&fresh_name());
         t.port = 1; // nothing listens there
         let started = std::time::Instant::now();
-        let result = PostgresStore::connect(&t, 2, Duration::from_millis(500)).await;
+        let result = PostgresStore::connect(&t, 2, Duration::from_millis(500), true).await;
         assert!(
             matches!(result, Err(StoreError::Unavailable(_))),
             "{:?}",
@@ -1452,11 +1497,11 @@ mod tests {
         let crowd = new_user("crowd@example.com");
         b.insert_user(&user).await.expect("insert");
         b.insert_user(&crowd).await.expect("insert");
-        let s1 = Session::start(user.id, 1_000, 600_000);
-        let s2 = Session::start(user.id, 1_000, 600_000);
+        let s1 = Session::start(user.id, 0, 1_000, 600_000);
+        let s2 = Session::start(user.id, 0, 1_000, 600_000);
         // Enough that announcing their revocation takes several payloads.
         let many: Vec<Session> = (0..300)
-            .map(|_| Session::start(crowd.id, 1_000, 600_000))
+            .map(|_| Session::start(crowd.id, 0, 1_000, 600_000))
             .collect();
         let mut creates = vec![
             SessionWrite::Create(s1.clone()),
