@@ -156,9 +156,9 @@ def startup_with_sessions(n=1_000_000):
     server.proc.terminate()
     server.proc.wait(timeout=20)
     sql = (
-        "INSERT INTO users (id, email, password_hash) VALUES "
+        "INSERT INTO authd.users (id, email, password_hash) VALUES "
         "('00000000-0000-0000-0000-000000000001', 'bench@example.com', 'x');"
-        "INSERT INTO sessions (id, user_id, generation, issued_at_ms, expires_at_ms, created_at_ms) "
+        "INSERT INTO authd.sessions (id, user_id, generation, issued_at_ms, expires_at_ms, created_at_ms) "
         "SELECT gen_random_uuid(), '00000000-0000-0000-0000-000000000001', 0, "
         "(extract(epoch from now())*1000)::bigint, (extract(epoch from now())*1000)::bigint + 604800000, "
         f"(extract(epoch from now())*1000)::bigint FROM generate_series(1, {n});"

@@ -55,15 +55,51 @@ pub fn hash_cost(settings: &Settings, rounds: u32) -> Outcome {
     )
     .map_err(|e| e.to_string())?;
     let threads = settings.hash_threads();
+    // What checking a not-yet-upgraded old account's password costs: a
+    // passlib bcrypt hash at the old service's cost (12).
+    let old_hash = bcrypt::hash("benchmark-password", 12).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let bcrypt_rounds = rounds.clamp(1, 5);
+    for _ in 0..bcrypt_rounds {
+        let _ = bcrypt::verify("benchmark-password", &old_hash);
+    }
+    let bcrypt_ms = started.elapsed().as_secs_f64() * 1000.0 / f64::from(bcrypt_rounds);
     println!(
         "{}",
         serde_json::json!({
             "hash_ms": per_hash * 1000.0,
             "hash_threads": threads,
             "hash_bound_per_s": threads as f64 / per_hash,
+            "bcrypt12_verify_ms": bcrypt_ms,
+            "signin_failure_floor_ms": settings.signin_failure_floor_ms,
         })
     );
     Ok(())
+}
+
+/// Prints the cut-over's progress and the old accounts whose e-mails differ
+/// only by case, as JSON (see `crate::cutover`).
+pub async fn legacy_report(settings: &Settings) -> Outcome {
+    let store = crate::store::connect(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    match crate::cutover::report(&*store)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(report) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
+        None => Err(
+            "no old service's tables are read here (PostgreSQL with public.users and \
+                     public.access_tokens, and legacy_fastapi = true)"
+                .into(),
+        ),
+    }
 }
 
 /// Fills `TokenActor`'s cache type with `sessions` entries and prints, as a

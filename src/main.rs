@@ -48,6 +48,10 @@ enum Command {
         #[arg(long, default_value_t = 1_000_000)]
         sessions: usize,
     },
+    /// Print the cut-over from the old FastAPI service as JSON: old
+    /// accounts, adopted, upgraded to argon2id, and the old accounts whose
+    /// e-mails differ only by case.
+    LegacyReport,
 }
 
 #[derive(Subcommand)]
@@ -79,6 +83,7 @@ fn main() -> ExitCode {
         } => run_async(commands::list_keys(&settings)),
         Command::HashCost { rounds } => commands::hash_cost(&settings, rounds),
         Command::CacheFootprint { sessions } => commands::cache_footprint(sessions),
+        Command::LegacyReport => run_async(commands::legacy_report(&settings)),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -360,6 +360,22 @@ mod tests {
     }
 
     #[test]
+    fn short_secrets() {
+        // The old service's 27-byte key starts authd (with a warning).
+        let s = load(&[("SECRET_KEY", "34912@445dfsdFBSD23reg@F587")]).unwrap();
+        assert_eq!(s.secret_key.len(), 27);
+        // Empty still means "generate one".
+        assert!(load(&[("SECRET_KEY", "")]).is_ok());
+        let refused = load(&[("SECRET_KEY", "too-short-key")]).unwrap_err();
+        let message = refused.to_string();
+        assert!(message.contains("16 bytes"), "{message}");
+        assert!(
+            !message.contains("too-short-key"),
+            "the key is never echoed"
+        );
+    }
+
+    #[test]
     fn defaults_are_sqlite_in_data_dir() {
         let s = load(&[]).unwrap();
         assert_eq!(s.bind.to_string(), "0.0.0.0:8000");

@@ -46,7 +46,7 @@ async fn stored_generations(db: &TestDb) -> HashMap<String, i64> {
                 .expect("connect to the test database");
             tokio::spawn(connection);
             client
-                .query("SELECT id::text, generation FROM sessions", &[])
+                .query("SELECT id::text, generation FROM authd.sessions", &[])
                 .await
                 .expect("query")
                 .iter()

@@ -16,8 +16,9 @@ ALTER TABLE users ALTER COLUMN int_id SET NOT NULL;
 ALTER TABLE users ADD CONSTRAINT users_int_id_key UNIQUE (int_id);
 -- The old service's `users.id` of an adopted account (NULL for authd's own).
 ALTER TABLE users ADD COLUMN legacy_id BIGINT CONSTRAINT users_legacy_id_key UNIQUE;
--- Set by "log out everywhere": the old service's tokens of this account are
--- refused from then on, though their rows are still in its table.
+-- Set by "log out everywhere": the old service's credentials of this account
+-- (its tokens; its bcrypt hash, if authd holds no password yet) are refused
+-- from then on, though their rows are still in its table.
 ALTER TABLE users ADD COLUMN legacy_tokens_closed BOOLEAN NOT NULL DEFAULT false;
 -- An empty password_hash means the password is still only the old service's
 -- bcrypt hash (an account adopted by exchanging its token): the next

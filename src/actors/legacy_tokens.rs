@@ -36,6 +36,13 @@ pub enum LegacyRequest {
         token: String,
         reply: RpcReplyPort<Result<IssuedToken, TokenFailure>>,
     },
+    /// `/revoke` (`DELETE /auth/revoke`) with an old token: it is
+    /// exchanged for a session that is revoked at once, so the token and
+    /// any successor are refused from then on.
+    Revoke {
+        token: String,
+        reply: RpcReplyPort<Result<(), TokenFailure>>,
+    },
 }
 
 /// What the legacy flows need; shared by every incarnation of the actor.
@@ -55,6 +62,9 @@ impl LegacyTokens {
             }
             LegacyRequest::Exchange { token, reply } => {
                 let _ = reply.send(self.exchange(&tokens, &token).await);
+            }
+            LegacyRequest::Revoke { token, reply } => {
+                let _ = reply.send(self.revoke(&tokens, &token).await);
             }
         }
     }
@@ -134,6 +144,31 @@ impl LegacyTokens {
                 self.again(tokens, earlier).await
             }
         }
+    }
+
+    async fn revoke(&self, tokens: &TokenHandle, token: &str) -> Result<(), TokenFailure> {
+        let (old_id, adopted) = self.check(token, true).await?;
+        let legacy = self.legacy()?;
+        let sha = digest(token);
+        let session = match legacy.exchanged(&sha).await? {
+            Some(done) => done.session_id,
+            None => {
+                let user = match adopted {
+                    Some(user) => user,
+                    None => self.adopt(old_id).await?,
+                };
+                let session = tokens.start_session(user.id, user.int_id).await?;
+                match legacy.record_exchange(&sha, session.id, now_ms()).await? {
+                    None => session.id,
+                    Some(earlier) => {
+                        let _ = tokens.revoke_session(session.id).await;
+                        earlier.session_id
+                    }
+                }
+            }
+        };
+        // Idempotent, like revoking an authd session twice.
+        tokens.revoke_session(session).await
     }
 
     /// The old token presented after its exchange: the same successor

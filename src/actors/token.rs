@@ -292,6 +292,13 @@ impl TokenHandle {
     /// Revokes the session of `token` (expired tokens accepted), or with
     /// [`RevokeScope::All`] every session of its user.
     pub async fn revoke(&self, token: &str, scope: RevokeScope) -> Result<(), TokenFailure> {
+        if self.is_legacy(token) && scope == RevokeScope::Session {
+            let token = token.to_owned();
+            return self
+                .slot
+                .call(|reply| TokenMsg::Legacy(LegacyRequest::Revoke { token, reply }))
+                .await?;
+        }
         let claims = self.keys.verify(token, true).await?;
         match scope {
             RevokeScope::Session => self.session_call(claims, SessionOp::Revoke).await,

@@ -321,6 +321,11 @@ async fn verify_known(
     let (Some(legacy), Some(legacy_id)) = (deps.store.legacy(), user.legacy_id) else {
         return Err(UserFailure::BadCredentials);
     };
+    if user.legacy_tokens_closed {
+        // authd's state wins: after "log out everywhere" none of the old
+        // service's credentials (tokens or bcrypt hash) opens the account.
+        return Err(UserFailure::BadCredentials);
+    }
     let Some(old) = legacy.legacy_user(legacy_id).await?.filter(|o| o.is_active) else {
         return Err(UserFailure::BadCredentials);
     };

@@ -75,6 +75,10 @@ impl SignInEmail {
         if typed.len() > MAX_SIGN_IN_LEN {
             return Err(invalid("must be at most 320 bytes"));
         }
+        // No mailbox has them, and PostgreSQL text cannot hold NUL.
+        if typed.chars().any(char::is_control) {
+            return Err(invalid("must not contain control characters"));
+        }
         Ok(SignInEmail {
             typed: typed.to_owned(),
             folded: typed.to_lowercase(),

@@ -53,7 +53,8 @@ pub struct UserRecord {
     pub password_hash: String,
     /// The old service's `users.id`, for an account adopted from it.
     pub legacy_id: Option<i64>,
-    /// The old service's tokens of this account are no longer honoured.
+    /// The old service's credentials of this account (its tokens, and its
+    /// bcrypt hash if authd has no password yet) are no longer honoured.
     pub legacy_tokens_closed: bool,
 }
 

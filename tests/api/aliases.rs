@@ -49,13 +49,21 @@ async fn seed_aliases_behave_like_main_routes(backend: Backend) {
     .await
     .error(401, "invalid_credentials");
 
-    // authorize-token answers like /authorize.
+    // authorize-token answers like /authorize, but with the integer id as
+    // `user_id`, as the old service did (the UUID is `user_uuid`).
     let by_body = authorize_token(&app, &token).await;
     let by_header = app.authorized(&token).await;
     assert_eq!(by_body.status, 200, "{by_body:?}");
-    assert_eq!(by_body.body, by_header.body);
+    assert!(by_body.body["user_id"].is_i64(), "{by_body:?}");
+    assert_eq!(by_body.body["user_id"], by_header.body["user_int_id"]);
+    assert_eq!(by_body.body["user_uuid"], by_header.body["user_id"]);
+    assert_eq!(by_body.body["session_id"], by_header.body["session_id"]);
+    assert_eq!(by_body.body["expires_at"], by_header.body["expires_at"]);
+    // Users created by authd draw from 2^31 upwards, a range the old
+    // service's SERIAL ids never reach.
+    assert!(by_body.body["user_id"].as_i64().unwrap() >= 1 << 31);
     let first_session = authorize_token(&app, &signed_up).await;
-    assert_eq!(first_session.user_id(), by_body.user_id());
+    assert_eq!(first_session.body["user_id"], by_body.body["user_id"]);
     authorize_token(&app, "garbage")
         .await
         .error(401, "invalid_token");
@@ -65,7 +73,7 @@ async fn seed_aliases_behave_like_main_routes(backend: Backend) {
                 .bearer_auth(&token),
         )
         .await;
-    assert_eq!(with_bearer.body, by_header.body, "{with_bearer:?}");
+    assert_eq!(with_bearer.body, by_body.body, "{with_bearer:?}");
 
     // PUT /auth/refresh rotates.
     let rotated = app
@@ -114,4 +122,9 @@ async fn seed_aliases_behave_like_main_routes(backend: Backend) {
 
     // The other session is untouched.
     assert_eq!(authorize_token(&app, &signed_up).await.status, 200);
+
+    // The old health path, which load balancers and container checks probe.
+    let old_health = app.send(app.request(Method::GET, "/auth/health")).await;
+    assert_eq!(old_health.status, 200, "{old_health:?}");
+    assert_eq!(old_health.body, app.health().await.body);
 }

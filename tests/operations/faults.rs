@@ -105,7 +105,7 @@ async fn postgres_outage_under_load() {
         let sid = claims["sid"].as_str().expect("sid");
         let row = client
             .query_one(
-                "SELECT generation FROM sessions WHERE id::text = $1",
+                "SELECT generation FROM authd.sessions WHERE id::text = $1",
                 &[&sid],
             )
             .await

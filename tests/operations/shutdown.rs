@@ -11,12 +11,13 @@ async fn sigterm_drains_in_flight_requests(backend: Backend) {
     let Some(db) = TestDb::create(backend).await else {
         return;
     };
-    // One hashing thread at a noticeable cost: sign-ups queue up behind
-    // it, so most are still in flight when SIGTERM arrives (yet all finish
-    // well inside request_timeout_ms, even in a debug build).
+    // One hashing thread at a noticeable cost (~150 ms a hash; argon2 is
+    // optimised in the dev profile too): sign-ups queue up behind it, so
+    // most are still in flight when SIGTERM arrives (yet all finish well
+    // inside request_timeout_ms).
     let slow = [
-        ("AUTHD_ARGON2_M_KIB", "8192"),
-        ("AUTHD_ARGON2_T", "1"),
+        ("AUTHD_ARGON2_M_KIB", "65536"),
+        ("AUTHD_ARGON2_T", "3"),
         ("AUTHD_HASH_CONCURRENCY", "1"),
     ];
     let app = ChildApp::start_with(&db, 0, &slow).await;

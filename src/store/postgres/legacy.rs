@@ -45,7 +45,7 @@ const KEY_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM legacy_users WHERE email_
 const KEY_SHARED: &str = "SELECT count(*) > 1 FROM legacy_users WHERE email_key = $1";
 const NEWEST_INDEXED: &str = "SELECT COALESCE(max(legacy_id), 0) FROM legacy_users";
 const NEW_OLD_ROWS: &str =
-    "SELECT id::bigint, email FROM public.users WHERE id > $1 ORDER BY id LIMIT $2";
+    "SELECT id::bigint, email FROM public.users WHERE id > $1::bigint ORDER BY id LIMIT $2";
 const INDEX_ROWS: &str = "INSERT INTO legacy_users (legacy_id, email, email_key) \
      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING";
 const ADOPTED: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed \
