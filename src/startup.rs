@@ -96,7 +96,6 @@ impl Application {
         );
 
         let keys = KeyRing::load(&settings, Arc::clone(&store)).await?;
-        let legacy_progress = crate::cutover::start(Arc::clone(&store)).await?;
         // The old service's tokens are HS256 over its SECRET_KEY: without
         // that key configured there is nothing to verify them with.
         let legacy_tokens =
@@ -113,6 +112,7 @@ impl Application {
         // Install the metrics recorder before anything records, and drain
         // its histogram samples on a timer of our own (not only on scrape).
         let metrics_upkeep = crate::telemetry::metrics::spawn_upkeep();
+        let legacy_progress = crate::cutover::start(Arc::clone(&store)).await?;
         let hasher = HashPool::new(
             settings.argon2_m_kib,
             settings.argon2_t,
