@@ -78,6 +78,8 @@ class Server:
                 "SECRET_KEY": SECRET,
                 "AUTHD_RATE_LIMIT_ENABLED": "false",
                 "AUTHD_LOG_LEVEL": "warn",
+                # No load balancer to wait for when the bench stops a server.
+                "AUTHD_SHUTDOWN_DELAY_MS": "0",
             }
         )
         if store == "postgres":
@@ -164,7 +166,7 @@ def startup_with_sessions(n=1_000_000):
     subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-qc", sql], check=True,
                    capture_output=True)
     port = free_port()
-    env = dict(env, AUTHD_BIND=f"127.0.0.1:{port}")
+    env = dict(env, AUTHD_BIND=f"127.0.0.1:{port}", AUTHD_SHUTDOWN_DELAY_MS="0")
     started = time.time()
     proc = subprocess.Popen([os.path.join(ROOT, "target/release/authd")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -115,6 +115,9 @@ fn serve(settings: Settings) -> ExitCode {
             e.to_string()
         })?;
         tracing::info!(event = "listening", addr = %app.local_addr(), "authd listening");
+        if let Some(admin) = app.admin_addr() {
+            tracing::info!(event = "admin_listening", addr = %admin, "admin listener (metrics, probes)");
+        }
         app.run_until(shutdown_signal()).await.map_err(|e| {
             tracing::error!(event = "fatal", error = %e, "authd stopped on an error");
             e.to_string()

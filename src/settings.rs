@@ -7,11 +7,12 @@
 //! `DATABASE_URL`) so its deployments keep working unchanged.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
+use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::secret::Secret;
@@ -40,7 +41,14 @@ pub struct Settings {
     pub header_read_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub shutdown_grace_ms: u64,
+    pub shutdown_delay_ms: u64,
     pub max_connections: usize,
+    pub admin_bind: String,
+    pub trusted_proxies: Vec<String>,
+    pub body_read_timeout_ms: u64,
+    pub max_header_bytes: usize,
+    pub http2_max_concurrent_streams: u32,
+    pub http2_max_pending_reset_streams: usize,
     pub rate_limit_enabled: bool,
     pub rate_limit_per_ip_per_minute: u32,
     pub rate_limit_per_account_per_minute: u32,
@@ -150,6 +158,9 @@ impl Settings {
         builder = builder.add_source(
             Environment::with_prefix("AUTHD")
                 .try_parsing(true)
+                // `AUTHD_TRUSTED_PROXIES=10.0.0.0/8,192.168.1.7`
+                .list_separator(",")
+                .with_list_parse_key("trusted_proxies")
                 .source(Some(vars.clone().into_iter().collect())),
         );
         // The seed service's variable names.
@@ -199,8 +210,53 @@ impl Settings {
         }
         argon2::Params::new(self.argon2_m_kib, self.argon2_t, self.argon2_p, None)
             .map_err(|e| SettingsError::Invalid(format!("argon2 parameters: {e}")))?;
+        if self.max_header_bytes < 1024 {
+            return invalid("max_header_bytes must be at least 1024");
+        }
+        if self.body_read_timeout_ms == 0 {
+            return invalid("body_read_timeout_ms must be positive");
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return invalid("http2_max_concurrent_streams must be positive");
+        }
+        self.admin_addr()?;
+        self.trusted_proxy_nets()?;
         self.database()?;
         Ok(())
+    }
+
+    /// The admin listener's address, if `admin_bind` is set.
+    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, SettingsError> {
+        let text = self.admin_bind.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|_| {
+            SettingsError::Invalid(format!(
+                "admin_bind must be host:port (e.g. 127.0.0.1:9000), got {text:?}"
+            ))
+        })
+    }
+
+    /// `trusted_proxies` parsed: CIDR blocks, a bare address meaning just
+    /// that address. Empty entries (an empty variable) are skipped.
+    pub fn trusted_proxy_nets(&self) -> Result<Vec<IpNet>, SettingsError> {
+        self.trusted_proxies
+            .iter()
+            .flat_map(|entry| entry.split(','))
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                entry
+                    .parse::<IpNet>()
+                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        SettingsError::Invalid(format!(
+                            "trusted_proxies: {entry:?} is not a CIDR block or an IP address"
+                        ))
+                    })
+            })
+            .collect()
     }
 
     /// The store to use: `database_url` if set, else PostgreSQL if a
@@ -356,5 +412,32 @@ mod tests {
         assert!(load(&[("AUTHD_ACCESS_TOKEN_TTL_SECS", "0")]).is_err());
         assert!(load(&[("SECRET_KEY", "short")]).is_err());
         assert!(load(&[("DATABASE_URL", "mysql://x")]).is_err());
+        assert!(load(&[("AUTHD_TRUSTED_PROXIES", "10.0.0.0/33")]).is_err());
+        assert!(load(&[("AUTHD_TRUSTED_PROXIES", "proxy.example")]).is_err());
+        assert!(load(&[("AUTHD_ADMIN_BIND", "localhost")]).is_err());
+        assert!(load(&[("AUTHD_MAX_HEADER_BYTES", "100")]).is_err());
+    }
+
+    #[test]
+    fn edge_settings() {
+        let s = load(&[]).unwrap();
+        assert!(s.trusted_proxy_nets().unwrap().is_empty());
+        assert_eq!(s.admin_addr().unwrap(), None);
+        let s = load(&[
+            ("AUTHD_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,::1"),
+            ("AUTHD_ADMIN_BIND", "127.0.0.1:9000"),
+        ])
+        .unwrap();
+        let nets: Vec<String> = s
+            .trusted_proxy_nets()
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(nets, ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]);
+        assert_eq!(s.admin_addr().unwrap().unwrap().port(), 9000);
+        // An empty variable means "nobody is trusted", as the default.
+        let s = load(&[("AUTHD_TRUSTED_PROXIES", "")]).unwrap();
+        assert!(s.trusted_proxy_nets().unwrap().is_empty());
     }
 }

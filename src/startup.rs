@@ -17,6 +17,7 @@ use crate::actors::token::TokenDeps;
 use crate::actors::user::UserDeps;
 use crate::actors::{ActorKind, ChildSlot, Services};
 use crate::domain::LegacyTokenCodec;
+<<<<<<< HEAD
 use crate::hashing::{HashError, HashPool};
 use crate::http::rate_limit::RateLimits;
 use crate::http::routes::AppContext;
@@ -24,6 +25,16 @@ use crate::http::server::{serve, ServerLimits};
 use crate::keys::{KeyError, KeyRing};
 use crate::sessions::{self, BatchLimits, SessionCache};
 use crate::settings::Settings;
+=======
+use crate::http::client_addr::TrustedProxies;
+use crate::http::json::BodyLimits;
+use crate::http::probes::Lifecycle;
+use crate::http::rate_limit::RateLimits;
+use crate::http::routes::{AppContext, ScrapeGauges, Surface};
+use crate::http::server::{serve, ServerLimits};
+use crate::keys::{KeyError, KeyRing};
+use crate::settings::{Settings, SettingsError};
+>>>>>>> main
 use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,14 +54,36 @@ pub enum StartupError {
     },
     #[error("the supervisor gave up on a failing actor")]
     SupervisorGaveUp,
+    #[error("{0}")]
+    Settings(#[from] SettingsError),
+}
+
+/// Why the application is asked to stop. On `Terminate` (SIGTERM: an
+/// orchestrator or load balancer is involved) readiness turns 503 and
+/// requests are still served for `shutdown_delay_ms` before the drain; on
+/// `Interrupt` (Ctrl-C at a terminal) the drain starts at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Terminate,
+    Interrupt,
+}
+
+/// A plain `()` shutdown future (tests) means SIGTERM.
+impl From<()> for StopReason {
+    fn from((): ()) -> Self {
+        StopReason::Terminate
+    }
 }
 
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The `admin_bind` listener and its address, when configured.
+    admin: Option<(TcpListener, SocketAddr)>,
     system: ActorSystem,
     ctx: Arc<AppContext>,
     limits: ServerLimits,
+    shutdown_delay: Duration,
     /// Background tasks: the change-feed follower (PostgreSQL only), the
     /// signing-key reloader (EdDSA only) and the metrics upkeep.
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -59,6 +92,9 @@ pub struct Application {
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let store = store::connect(&settings).await?;
+        // `store::connect` applies the migrations before it returns.
+        let lifecycle = Arc::new(Lifecycle::default());
+        lifecycle.mark_migrated();
         tracing::info!(
             event = "store_ready",
             store = store.kind(),
@@ -128,20 +164,20 @@ impl Application {
         )
         .await?;
 
-        let listener =
-            TcpListener::bind(settings.bind)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: settings.bind,
-                    source,
-                })?;
-        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            addr: settings.bind,
-            source,
-        })?;
+        let (listener, local_addr) = bind(settings.bind).await?;
+        let admin = match settings.admin_addr()? {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         let ctx = Arc::new(AppContext {
             services: system.services.clone(),
-            max_body_bytes: settings.max_body_bytes,
+            body: BodyLimits {
+                max_bytes: settings.max_body_bytes,
+                read_timeout: Duration::from_millis(settings.body_read_timeout_ms),
+            },
+            max_header_bytes: settings.max_header_bytes,
+            proxies: TrustedProxies::new(settings.trusted_proxy_nets()?),
+            lifecycle,
             rate_limits: RateLimits::new(
                 settings.rate_limit_enabled,
                 settings.rate_limit_per_ip_per_minute,
@@ -152,6 +188,7 @@ impl Application {
         Ok(Application {
             listener,
             local_addr,
+            admin,
             system,
             ctx,
             background: feed
@@ -164,7 +201,11 @@ impl Application {
                 header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
                 max_connections: settings.max_connections,
                 shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
+                max_header_bytes: settings.max_header_bytes,
+                http2_max_concurrent_streams: settings.http2_max_concurrent_streams,
+                http2_max_pending_reset_streams: settings.http2_max_pending_reset_streams,
             },
+            shutdown_delay: Duration::from_millis(settings.shutdown_delay_ms),
         })
     }
 
@@ -173,19 +214,30 @@ impl Application {
         self.local_addr
     }
 
+    /// The admin listener's address, when `admin_bind` is set.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|(_, addr)| *addr)
+    }
+
     pub fn services(&self) -> &Services {
         &self.ctx.services
     }
 
-    /// Serves until `shutdown` completes, then drains in-flight requests
-    /// (each of which waits for its own writes to be durable) and stops the
-    /// actors. Fails if the supervisor gave up on a child.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), StartupError> {
+    /// Serves until `shutdown` completes; then (on SIGTERM) reports not
+    /// ready while still serving for `shutdown_delay_ms`, drains in-flight
+    /// requests (each of which waits for its own writes to be durable) and
+    /// stops the actors. Fails if the supervisor gave up on a child.
+    pub async fn run_until<R: Into<StopReason>>(
+        self,
+        shutdown: impl Future<Output = R>,
+    ) -> Result<(), StartupError> {
         let Application {
             listener,
+            admin,
             mut system,
             ctx,
             limits,
+            shutdown_delay,
             background,
             ..
         } = self;
@@ -193,8 +245,48 @@ impl Application {
         // connection closes when its receiver drops).
         let _background: Vec<AbortOnDrop> = background.into_iter().map(AbortOnDrop).collect();
         let grace = limits.shutdown_grace;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let lifecycle = Arc::clone(&ctx.lifecycle);
+        let trigger = async move {
+            let reason = shutdown.await.into();
+            lifecycle.begin_shutdown();
+            if reason == StopReason::Terminate && !shutdown_delay.is_zero() {
+                tracing::info!(
+                    event = "not_ready",
+                    delay_ms = shutdown_delay.as_millis() as u64,
+                    "readiness now 503; still serving before the drain"
+                );
+                tokio::time::sleep(shutdown_delay).await;
+            }
+            let _ = stop_tx.send(true);
+        };
+        let public_surface = Surface::Public {
+            metrics: admin.is_none(),
+        };
+        let public = serve(
+            listener,
+            public_surface,
+            Arc::clone(&ctx),
+            limits,
+            stopped(stop_rx.clone()),
+        );
+        let admin = async {
+            if let Some((admin, _)) = admin {
+                serve(
+                    admin,
+                    Surface::Admin,
+                    Arc::clone(&ctx),
+                    limits,
+                    stopped(stop_rx),
+                )
+                .await;
+            }
+        };
         tokio::select! {
-            () = serve(listener, ctx, limits, shutdown) => {
+            _ = async { tokio::join!(public, admin, trigger) } => {
                 system.shutdown(grace).await;
                 tracing::info!(event = "stopped", "authd stopped");
                 Ok(())
@@ -202,6 +294,13 @@ impl Application {
             () = system.gave_up() => Err(StartupError::SupervisorGaveUp),
         }
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let bind_error = |source| StartupError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -212,8 +311,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
+/// Completes on SIGTERM or Ctrl-C, saying which.
+pub async fn shutdown_signal() -> StopReason {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -228,9 +327,10 @@ pub async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!(event = "shutdown_requested", "shutdown signal received");
+    let reason = tokio::select! {
+        () = ctrl_c => StopReason::Interrupt,
+        () = terminate => StopReason::Terminate,
+    };
+    tracing::info!(event = "shutdown_requested", signal = ?reason, "shutdown signal received");
+    reason
 }

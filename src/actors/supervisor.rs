@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 use super::db_health::{DbHealthActor, HealthDeps, HealthHandle, HealthMsg};
-use super::token::{TokenActor, TokenDeps, TokenHandle};
+use super::token::{TokenActor, TokenDeps, TokenHandle, TokenMsg};
 use super::user::{UserActor, UserDeps, UserHandle, UserMsg};
 use super::ChildSlot;
 
@@ -74,6 +74,30 @@ pub struct Services {
     pub tokens: TokenHandle,
     pub health: HealthHandle,
     pub restarts: Arc<RestartCounters>,
+    pub children: ChildrenUp,
+}
+
+/// Which children are running at this moment (a slot is empty while its
+/// child is down or restarting), for the readiness probe.
+#[derive(Clone)]
+pub struct ChildrenUp {
+    user: Arc<ChildSlot<UserMsg>>,
+    token: Arc<ChildSlot<TokenMsg>>,
+    health: Arc<ChildSlot<HealthMsg>>,
+}
+
+impl ChildrenUp {
+    /// The children that are down now (empty: all up).
+    pub fn down(&self) -> Vec<ActorKind> {
+        [
+            (ActorKind::User, self.user.get().is_some()),
+            (ActorKind::Token, self.token.get().is_some()),
+            (ActorKind::DbHealth, self.health.get().is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, up)| (!up).then_some(kind))
+        .collect()
+    }
 }
 
 /// Everything the supervisor needs to (re)start its children.
@@ -304,6 +328,11 @@ impl ActorSystem {
             restart_window,
         };
         let shared_token_deps = Arc::clone(&args.token_deps);
+        let children = ChildrenUp {
+            user: Arc::clone(&user_slot),
+            token: Arc::clone(&shared_token_deps.slot),
+            health: Arc::clone(&health_slot),
+        };
         let (supervisor, supervisor_done) = Actor::spawn(None, Supervisor, args).await?;
         Ok(ActorSystem {
             services: Services {
@@ -311,6 +340,7 @@ impl ActorSystem {
                 tokens,
                 health: HealthHandle::new(health_slot),
                 restarts,
+                children,
             },
             token_deps: shared_token_deps,
             supervisor,

@@ -33,6 +33,10 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("request body exceeds {0} bytes")]
     PayloadTooLarge(usize),
+    #[error("the request body did not arrive within {} ms", .0.as_millis())]
+    BodyTimeout(std::time::Duration),
+    #[error("request headers exceed {0} bytes")]
+    HeadersTooLarge(usize),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed for this endpoint (allowed: {allow})")]
@@ -89,6 +93,8 @@ impl ApiError {
             }
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::MissingToken | ApiError::BadCredentials | ApiError::Token(_) => {
@@ -111,6 +117,8 @@ impl ApiError {
             ApiError::InvalidBody(_) | ApiError::InvalidField(_) => "invalid_request",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::BodyTimeout(_) => "request_timeout",
+            ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::MissingToken => "missing_token",
@@ -155,7 +163,12 @@ impl ApiError {
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self, ApiError::PayloadTooLarge(_)) {
+        // The rest of the request was not read: the connection cannot carry
+        // another one, so close it (lingering; see `linger`).
+        if matches!(
+            self,
+            ApiError::PayloadTooLarge(_) | ApiError::BodyTimeout(_) | ApiError::HeadersTooLarge(_)
+        ) {
             headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
         }
         match &self {

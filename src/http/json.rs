@@ -13,6 +13,7 @@ use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 use super::ApiError;
 use crate::domain::{IssuedToken, RevokeScope};
@@ -74,12 +75,46 @@ impl From<IssuedToken> for TokenResponse {
     }
 }
 
-/// Reads at most `limit` bytes of body and decodes it as `T`.
+/// How much body a request may send, and how long it may take.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    /// From the moment the handler starts reading: a body dribbled slower
+    /// than this gets 408 (and the connection is closed), so slow clients
+    /// cannot hold connection slots for hours.
+    pub read_timeout: Duration,
+}
+
+/// Reads a body within `limits` and decodes it as `T`.
 pub async fn read_json<T: DeserializeOwned>(
     request: Request<Incoming>,
-    limit: usize,
+    limits: &BodyLimits,
 ) -> Result<T, ApiError> {
     check_content_type(&request)?;
+    let body = read_body(request, limits).await?;
+    decode(&body)
+}
+
+/// Like [`read_json`], but a request without a body (an empty one that no
+/// Content-Type announces) is `None`. Any body that is there, or that a
+/// JSON Content-Type announces, must be valid.
+pub async fn read_optional_json<T: DeserializeOwned>(
+    request: Request<Incoming>,
+    limits: &BodyLimits,
+) -> Result<Option<T>, ApiError> {
+    let announced = request.headers().contains_key(CONTENT_TYPE);
+    check_content_type(&request)?;
+    let body = read_body(request, limits).await?;
+    if body.is_empty() && !announced {
+        return Ok(None);
+    }
+    decode(&body).map(Some)
+}
+
+/// The whole body, at most `limits.max_bytes` (413) within
+/// `limits.read_timeout` (408).
+async fn read_body(request: Request<Incoming>, limits: &BodyLimits) -> Result<Bytes, ApiError> {
+    let limit = limits.max_bytes;
     // Refuse a declared oversize body before reading any of it.
     let declared = request
         .headers()
@@ -89,9 +124,13 @@ pub async fn read_json<T: DeserializeOwned>(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let body = Limited::new(request.into_body(), limit)
-        .collect()
-        .await
+    let collected = tokio::time::timeout(
+        limits.read_timeout,
+        Limited::new(request.into_body(), limit).collect(),
+    )
+    .await
+    .map_err(|_| ApiError::BodyTimeout(limits.read_timeout))?;
+    Ok(collected
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
                 ApiError::PayloadTooLarge(limit)
@@ -99,8 +138,7 @@ pub async fn read_json<T: DeserializeOwned>(
                 ApiError::MalformedJson("the request body could not be read".into())
             }
         })?
-        .to_bytes();
-    decode(&body)
+        .to_bytes())
 }
 
 /// Decodes a JSON body: bytes that are not UTF-8 or not JSON are 400; a

@@ -1,10 +1,16 @@
-//! The HTTP layer: the hyper server ([`server`]), the route table and the
-//! handlers that turn requests into actor calls ([`routes`]), JSON bodies in
-//! and out ([`json`]), sign-in rate limits ([`rate_limit`]), and the one
-//! mapping from failures to statuses ([`error`]). Nothing below this layer sees a hyper type.
+//! The HTTP layer: the hyper server ([`server`]) with its lingering close
+//! ([`linger`]), the route table and the handlers that turn requests into
+//! actor calls ([`routes`]), the health probes ([`probes`]), JSON bodies in
+//! and out ([`json`]), the client address behind trusted proxies
+//! ([`client_addr`]), sign-in rate limits ([`rate_limit`]), and the one
+//! mapping from failures to statuses ([`error`]). Nothing below this layer
+//! sees a hyper type.
 
+pub mod client_addr;
 pub mod error;
 pub mod json;
+pub mod linger;
+pub mod probes;
 pub mod rate_limit;
 pub mod routes;
 pub mod server;

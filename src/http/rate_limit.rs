@@ -17,10 +17,9 @@
 //! the next sweep frees room (fail closed: flooding the table with fresh
 //! addresses must neither grow memory nor switch the limit off).
 //!
-//! The client address is the TCP peer. Behind a reverse proxy every request
-//! shares the proxy's address, so raise `rate_limit_per_ip_per_minute`
-//! accordingly (authd does not trust `X-Forwarded-For`, which any client
-//! can forge).
+//! The client address is passed in: the TCP peer, or what a proxy listed in
+//! `trusted_proxies` reports (`http::client_addr`); forwarding headers from
+//! anyone else are ignored, since any client can forge them.
 
 use std::hash::{BuildHasher, RandomState};
 use std::net::IpAddr;

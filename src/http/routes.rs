@@ -11,9 +11,13 @@
 //! | `GET /authorize` (Bearer header) | [`authorize`] | `TokenHandle::authorize` |
 //! | `GET /auth/authorize-token` (JSON body or Bearer) | [`authorize_token`] | `TokenHandle::authorize` |
 //! | `GET /health`, `GET /auth/health` | [`health`] | `HealthHandle::status` |
+//! | `GET /health/live`, `GET /health/ready` | [`probes`](super::probes) | none / `HealthHandle::status` |
 //! | `GET /.well-known/jwks.json` | [`jwks`] | `TokenHandle::jwks` (no actor call) |
 //! | `GET /metrics` | [`metrics`] | none: Prometheus text from the recorder |
 //! | `GET /openapi.json` | [`openapi`] | none: the static OpenAPI document |
+//!
+//! Which of these a listener serves is its [`Surface`]: with `admin_bind`
+//! set, `/metrics` moves from the public listener to the admin one.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -22,14 +26,22 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use super::client_addr::TrustedProxies;
 use super::json::{
-    json_response, read_json, CredentialsBody, RevokeBody, TokenBody, TokenResponse,
+    json_response, read_json, read_optional_json, BodyLimits, CredentialsBody, RevokeBody,
+    TokenBody, TokenResponse,
 };
+use super::probes::{self, Lifecycle};
 use super::ApiError;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::rate_limit::RateLimits;
+<<<<<<< HEAD
+=======
+use crate::actors::hashing::HashPool;
+use crate::actors::user::UserFailure;
+>>>>>>> main
 use crate::actors::Services;
 use crate::domain::{Email, Password, SignInEmail};
 use crate::telemetry::metrics as m;
@@ -37,7 +49,12 @@ use crate::telemetry::metrics as m;
 /// What every handler can reach.
 pub struct AppContext {
     pub services: Services,
-    pub max_body_bytes: usize,
+    pub body: BodyLimits,
+    /// Request line plus headers, in bytes; more gets 431.
+    pub max_header_bytes: usize,
+    /// Whose `Forwarded`/`X-Forwarded-For` name the client.
+    pub proxies: TrustedProxies,
+    pub lifecycle: Arc<Lifecycle>,
     /// `None` when rate limiting is off.
     pub rate_limits: Option<Arc<RateLimits>>,
 }
@@ -51,6 +68,8 @@ pub enum Endpoint {
     Authorize,
     AuthorizeToken,
     Health,
+    HealthLive,
+    HealthReady,
     Jwks,
     Metrics,
     OpenApi,
@@ -67,6 +86,8 @@ impl Endpoint {
             Endpoint::Authorize => "authorize",
             Endpoint::AuthorizeToken => "authorize_token",
             Endpoint::Health => "health",
+            Endpoint::HealthLive => "health_live",
+            Endpoint::HealthReady => "health_ready",
             Endpoint::Jwks => "jwks",
             Endpoint::Metrics => "metrics",
             Endpoint::OpenApi => "openapi",
@@ -74,9 +95,43 @@ impl Endpoint {
     }
 }
 
-/// Finds the endpoint for a method and path: 404 for an unknown path, 405
-/// for a known path with the wrong method.
-pub fn route(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
+/// Which endpoints one listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `bind`: the API; `/metrics` too unless an admin listener exists.
+    Public { metrics: bool },
+    /// `admin_bind`: `/metrics` and the health probes only.
+    Admin,
+}
+
+impl Surface {
+    pub fn serves(self, endpoint: Endpoint) -> bool {
+        match (self, endpoint) {
+            (Surface::Public { metrics }, Endpoint::Metrics) => metrics,
+            (Surface::Public { .. }, _) => true,
+            (Surface::Admin, e) => matches!(
+                e,
+                Endpoint::Metrics | Endpoint::Health | Endpoint::HealthLive | Endpoint::HealthReady
+            ),
+        }
+    }
+}
+
+/// Finds the endpoint for a method and path on `surface`: 404 for a path
+/// it does not serve, 405 for a served path with the wrong method.
+pub fn route(surface: Surface, method: &Method, path: &str) -> Result<Endpoint, ApiError> {
+    let (allowed, endpoint) = lookup(path)?;
+    if !surface.serves(endpoint) {
+        return Err(ApiError::NotFound);
+    }
+    if method.as_str() == allowed {
+        Ok(endpoint)
+    } else {
+        Err(ApiError::MethodNotAllowed { allow: allowed })
+    }
+}
+
+fn lookup(path: &str) -> Result<(&'static str, Endpoint), ApiError> {
     let (allowed, endpoint) = match path {
         "/signup" | "/auth/signup" => ("POST", Endpoint::SignUp),
         "/signin" | "/auth/signin" => ("POST", Endpoint::SignIn),
@@ -87,32 +142,34 @@ pub fn route(method: &Method, path: &str) -> Result<Endpoint, ApiError> {
         "/authorize" => ("GET", Endpoint::Authorize),
         "/auth/authorize-token" => ("GET", Endpoint::AuthorizeToken),
         "/health" | "/auth/health" => ("GET", Endpoint::Health),
+        "/health/live" => ("GET", Endpoint::HealthLive),
+        "/health/ready" => ("GET", Endpoint::HealthReady),
         "/.well-known/jwks.json" => ("GET", Endpoint::Jwks),
         "/metrics" => ("GET", Endpoint::Metrics),
         "/openapi.json" => ("GET", Endpoint::OpenApi),
         _ => return Err(ApiError::NotFound),
     };
-    if method.as_str() == allowed {
-        Ok(endpoint)
-    } else {
-        Err(ApiError::MethodNotAllowed { allow: allowed })
-    }
+    Ok((allowed, endpoint))
 }
 
+/// Runs the handler of `endpoint`; `client` is the client's address (the
+/// peer, or what a trusted proxy says; see `client_addr`).
 pub async fn dispatch(
     endpoint: Endpoint,
     request: Request<Incoming>,
-    peer: IpAddr,
+    client: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     match endpoint {
-        Endpoint::SignUp => sign_up(request, peer, ctx).await,
-        Endpoint::SignIn => sign_in(request, peer, ctx).await,
+        Endpoint::SignUp => sign_up(request, client, ctx).await,
+        Endpoint::SignIn => sign_in(request, client, ctx).await,
         Endpoint::Refresh => refresh(request, ctx).await,
         Endpoint::Revoke => revoke(request, ctx).await,
         Endpoint::Authorize => authorize(request, ctx).await,
         Endpoint::AuthorizeToken => authorize_token(request, ctx).await,
         Endpoint::Health => health(ctx).await,
+        Endpoint::HealthLive => Ok(probes::live()),
+        Endpoint::HealthReady => Ok(probes::ready(ctx).await),
         Endpoint::Jwks => Ok(jwks(ctx)),
         Endpoint::Metrics => Ok(metrics()),
         Endpoint::OpenApi => Ok(openapi()),
@@ -125,6 +182,7 @@ fn rate_limit(ctx: &AppContext, peer: IpAddr, account: &str) -> Result<(), ApiEr
     if let Some(limits) = &ctx.rate_limits {
         limits.check(peer, account).map_err(|limited| {
             ::metrics::counter!(m::RATE_LIMITED).increment(1);
+            tracing::info!(event = "rate_limited", client = %peer, "sign-in/sign-up refused: 429");
             ApiError::RateLimited {
                 // Round up: "retry in 0 s" would invite an immediate retry.
                 retry_after_secs: limited.retry_after.as_secs()
@@ -141,7 +199,7 @@ pub async fn sign_up(
     peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let body: CredentialsBody = read_json(request, ctx.max_body_bytes).await?;
+    let body: CredentialsBody = read_json(request, &ctx.body).await?;
     let email = Email::parse(&body.email)?;
     let password = Password::parse(body.password)?;
     rate_limit(ctx, peer, email.as_str())?;
@@ -159,11 +217,21 @@ pub async fn sign_in(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     // Sign-in does not: an account adopted from the old service may have a
     // password or an e-mail that sign-up would refuse today.
-    let body: CredentialsBody = read_json(request, ctx.max_body_bytes).await?;
+    let body: CredentialsBody = read_json(request, &ctx.body).await?;
     let email = SignInEmail::parse(&body.email)?;
     let password = Password::parse_presented(body.password)?;
     rate_limit(ctx, peer, email.folded())?;
-    let issued = ctx.services.users.sign_in(email, password).await?;
+    let issued = ctx
+        .services
+        .users
+        .sign_in(email, password)
+        .await
+        .inspect_err(|failure| {
+            if matches!(failure, UserFailure::BadCredentials) {
+                // An audit event: who guessed (the client, never the password).
+                tracing::info!(event = "signin_failed", client = %peer, "wrong e-mail or password");
+            }
+        })?;
     Ok(json_response(StatusCode::OK, &TokenResponse::from(issued)))
 }
 
@@ -171,7 +239,7 @@ pub async fn refresh(
     request: Request<Incoming>,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let body: TokenBody = read_json(request, ctx.max_body_bytes).await?;
+    let body: TokenBody = read_json(request, &ctx.body).await?;
     let issued = ctx.services.tokens.refresh(&body.access_token).await?;
     Ok(json_response(StatusCode::OK, &TokenResponse::from(issued)))
 }
@@ -180,7 +248,7 @@ pub async fn revoke(
     request: Request<Incoming>,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let body: RevokeBody = read_json(request, ctx.max_body_bytes).await?;
+    let body: RevokeBody = read_json(request, &ctx.body).await?;
     ctx.services
         .tokens
         .revoke(&body.access_token, body.scope.into())
@@ -197,7 +265,7 @@ pub async fn authorize(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let token = bearer_token(&request)?.ok_or(ApiError::MissingToken)?;
     let who = ctx.services.tokens.authorize(&token).await?;
-    Ok(json_response(
+    let mut response = json_response(
         StatusCode::OK,
         &json!({
             "user_id": who.user_id,
@@ -205,26 +273,31 @@ pub async fn authorize(
             "session_id": who.session_id,
             "expires_at": who.expires_at,
         }),
-    ))
+    );
+    identity_headers(&who, response.headers_mut());
+    Ok(response)
 }
 
 /// The seed's `GET /auth/authorize-token`, which read the token from a JSON
-/// body; a Bearer header is accepted too.
+/// body; a Bearer header is accepted too. A body, when there is one, must
+/// be a valid `{"access_token": "<string>"}` whatever else the request
+/// carries (400/422 otherwise), and when both are well-formed the body's
+/// token is the one authorized: the body is this endpoint's question,
+/// while an `Authorization` header may belong to whoever relays it.
 pub async fn authorize_token(
     request: Request<Incoming>,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let token = match bearer_token(&request)? {
-        Some(token) => token,
-        None => {
-            let body: TokenBody = read_json(request, ctx.max_body_bytes).await?;
-            body.access_token
-        }
+    let header = bearer_token(&request);
+    let body: Option<TokenBody> = read_optional_json(request, &ctx.body).await?;
+    let token = match body {
+        Some(body) => body.access_token,
+        None => header?.ok_or(ApiError::MissingToken)?,
     };
     // The old service answered `{"user_id": <int>}`; its clients and the
     // services downstream key their data by that integer.
     let who = ctx.services.tokens.authorize(&token).await?;
-    Ok(json_response(
+    let mut response = json_response(
         StatusCode::OK,
         &json!({
             "user_id": who.user_int_id,
@@ -232,8 +305,22 @@ pub async fn authorize_token(
             "session_id": who.session_id,
             "expires_at": who.expires_at,
         }),
-    ))
+    );
+    identity_headers(&who, response.headers_mut());
+    Ok(response)
 }
+
+/// The identity of an authorized request as response headers, for a
+/// gateway's `auth_request` (which sees headers, not bodies): nginx copies
+/// them into the request it forwards upstream (`config/nginx/`).
+fn identity_headers(who: &crate::actors::token::Authorized, headers: &mut hyper::HeaderMap) {
+    if let Ok(value) = HeaderValue::from_str(&who.user_id.to_string()) {
+        headers.insert(USER_ID_HEADER, value);
+    }
+}
+
+/// The authorized user's id (a UUID) in `/authorize` answers.
+pub const USER_ID_HEADER: &str = "x-authd-user-id";
 
 pub async fn health(ctx: &AppContext) -> Result<Response<Full<Bytes>>, ApiError> {
     let (status, body) = match ctx.services.health.status().await {
@@ -305,24 +392,52 @@ fn bearer_token(request: &Request<Incoming>) -> Result<Option<String>, ApiError>
 mod tests {
     use super::*;
 
+    const PUBLIC: Surface = Surface::Public { metrics: true };
+
     #[test]
     fn routing() {
-        assert_eq!(route(&Method::POST, "/signup").unwrap(), Endpoint::SignUp);
         assert_eq!(
-            route(&Method::PUT, "/auth/refresh").unwrap(),
+            route(PUBLIC, &Method::POST, "/signup").unwrap(),
+            Endpoint::SignUp
+        );
+        assert_eq!(
+            route(PUBLIC, &Method::PUT, "/auth/refresh").unwrap(),
             Endpoint::Refresh
         );
         assert_eq!(
-            route(&Method::DELETE, "/auth/revoke").unwrap(),
+            route(PUBLIC, &Method::DELETE, "/auth/revoke").unwrap(),
             Endpoint::Revoke
         );
         assert!(matches!(
-            route(&Method::GET, "/signup"),
+            route(PUBLIC, &Method::GET, "/signup"),
             Err(ApiError::MethodNotAllowed { allow: "POST" })
         ));
         assert!(matches!(
-            route(&Method::GET, "/nope"),
+            route(PUBLIC, &Method::GET, "/nope"),
             Err(ApiError::NotFound)
         ));
+    }
+
+    #[test]
+    fn surfaces() {
+        let public_only = Surface::Public { metrics: false };
+        assert!(matches!(
+            route(public_only, &Method::GET, "/metrics"),
+            Err(ApiError::NotFound)
+        ));
+        assert_eq!(
+            route(PUBLIC, &Method::GET, "/metrics").unwrap(),
+            Endpoint::Metrics
+        );
+        for path in ["/metrics", "/health", "/health/live", "/health/ready"] {
+            assert!(route(Surface::Admin, &Method::GET, path).is_ok(), "{path}");
+            assert!(route(public_only, &Method::GET, path).is_ok() || path == "/metrics");
+        }
+        for path in ["/signup", "/authorize", "/openapi.json"] {
+            assert!(matches!(
+                route(Surface::Admin, &Method::GET, path),
+                Err(ApiError::NotFound)
+            ));
+        }
     }
 }

@@ -3,9 +3,16 @@
 //!
 //! Explicit limits, because a server without them belongs to its slowest
 //! client: a header-read timeout (which only works with a timer installed,
-//! hence `.timer(TokioTimer::new())`), a body-size limit (in `json`), and a
-//! connection cap: past `max_connections` the accept loop waits, so excess
-//! clients queue in the kernel's backlog instead of in our memory.
+//! hence `.timer(TokioTimer::new())`), a header-size limit (hyper's read
+//! buffer is capped at twice `max_header_bytes`, beyond which hyper itself
+//! answers 431 without a body; between the two authd answers a JSON 431),
+//! body size and time limits (in `json`), HTTP/2 stream and reset limits,
+//! and a connection cap: past `max_connections` the accept loop waits, so
+//! excess clients queue in the kernel's backlog instead of in our memory.
+//! Every connection ends with a lingering close (`linger`).
+//!
+//! The same loop serves the public listener and, when `admin_bind` is set,
+//! the admin one; each has its [`Surface`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,19 +33,26 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use super::routes::{dispatch, route, AppContext};
+use super::linger::LingeringStream;
+use super::routes::{dispatch, route, AppContext, Surface};
+use super::ApiError;
 use crate::telemetry::metrics as m;
 
+#[derive(Debug, Clone, Copy)]
 pub struct ServerLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
+    pub max_header_bytes: usize,
+    pub http2_max_concurrent_streams: u32,
+    pub http2_max_pending_reset_streams: usize,
 }
 
 /// Serves `listener` until `shutdown` completes, then stops accepting and
 /// waits up to `shutdown_grace` for in-flight requests to finish.
 pub async fn serve(
     listener: TcpListener,
+    surface: Surface,
     ctx: Arc<AppContext>,
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
@@ -48,8 +62,19 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // hyper's default is ~400 KiB per connection; 8 KiB is its minimum.
+        .max_buf_size((2 * limits.max_header_bytes).max(8192))
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        // Streams a client resets before we accepted them (rapid reset):
+        // past this the connection gets GOAWAY (ENHANCE_YOUR_CALM).
+        .max_pending_accept_reset_streams(limits.http2_max_pending_reset_streams)
+        // Streams we had to reset because the client misbehaved on them.
+        .max_local_error_reset_streams(1024);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let request_ids = Arc::new(AtomicU64::new(1));
@@ -81,7 +106,7 @@ pub async fn serve(
         let service = service_fn(move |request: Request<Incoming>| {
             let ctx = Arc::clone(&ctx);
             let id = request_ids.fetch_add(1, Ordering::Relaxed);
-            async move { Ok::<_, Infallible>(handle(request, &ctx, id, peer).await) }
+            async move { Ok::<_, Infallible>(handle(request, surface, &ctx, id, peer).await) }
         });
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -103,13 +128,14 @@ pub async fn serve(
                 drop(permit);
                 return;
             }
+            // The permit goes with the stream: a lingering close holds it.
+            let stream = LingeringStream::new(stream, permit);
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .into_owned();
             if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
-            drop(permit);
         });
     }
 
@@ -127,21 +153,28 @@ pub async fn serve(
 }
 
 /// One request: route, run the handler inside a span carrying the request
-/// id (so every log line of the request has it), answer with the id.
+/// id and the client address (so every log line of the request has them),
+/// answer with the id.
 async fn handle(
     request: Request<Incoming>,
+    surface: Surface,
     ctx: &AppContext,
     id: u64,
     peer: std::net::SocketAddr,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let method = request.method().clone();
-    let endpoint = route(&method, request.uri().path());
+    let client = ctx.proxies.client_addr(peer.ip(), request.headers());
+    let endpoint = if header_block_len(&request) > ctx.max_header_bytes {
+        Err(ApiError::HeadersTooLarge(ctx.max_header_bytes))
+    } else {
+        route(surface, &method, request.uri().path())
+    };
     let label = endpoint.as_ref().map_or("unmatched", |e| e.label());
-    let span = tracing::info_span!("request", request_id = id, route = label);
+    let span = tracing::info_span!("request", request_id = id, route = label, %client);
     let mut response = async {
         let result = match endpoint {
-            Ok(endpoint) => dispatch(endpoint, request, peer.ip(), ctx).await,
+            Ok(endpoint) => dispatch(endpoint, request, client, ctx).await,
             Err(e) => Err(e),
         };
         let response = result.unwrap_or_else(|e| e.into_response());
@@ -167,6 +200,21 @@ async fn handle(
     response
 }
 
+/// The size of the request line and headers as sent (HTTP/1.1 framing:
+/// `name: value\r\n` per header), to compare with `max_header_bytes`.
+fn header_block_len(request: &Request<Incoming>) -> usize {
+    let line = request.method().as_str().len()
+        + request
+            .uri()
+            .path_and_query()
+            .map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n".len()
+        + 1;
+    request.headers().iter().fold(line, |sum, (name, value)| {
+        sum + name.as_str().len() + value.len() + 4
+    })
+}
+
 /// Status codes as static labels (metrics labels want `&'static str`).
 fn status_label(status: u16) -> &'static str {
     match status {
@@ -176,11 +224,13 @@ fn status_label(status: u16) -> &'static str {
         401 => "401",
         404 => "404",
         405 => "405",
+        408 => "408",
         409 => "409",
         413 => "413",
         415 => "415",
         422 => "422",
         429 => "429",
+        431 => "431",
         500 => "500",
         503 => "503",
         _ => "other",

@@ -1,5 +1,7 @@
 //! Operating authd: supervision limits, metrics, rate limits, sign-in
-//! timing, signing-key rotation, and several instances on one PostgreSQL.
+//! timing, signing-key rotation, several instances on one PostgreSQL, the
+//! edge limits, health probes and the admin listener, and the client address
+//! behind trusted proxies.
 //! Shares `tests/support` with the API suite.
 
 #[macro_use]
@@ -7,9 +9,12 @@
 mod support;
 
 mod cluster;
+mod edge;
 mod faults;
 mod keys;
 mod limits;
 mod memory;
 mod observability;
+mod probes;
+mod proxies;
 mod shutdown;

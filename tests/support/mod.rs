@@ -225,6 +225,8 @@ fn base_vars(db: &TestDb) -> HashMap<String, String> {
         // Tests sign in far more often than a person; the limits have a
         // test of their own.
         ("AUTHD_RATE_LIMIT_ENABLED", "false".to_owned()),
+        // No load balancer to wait for; the delay has a test of its own.
+        ("AUTHD_SHUTDOWN_DELAY_MS", "0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -236,6 +238,8 @@ pub struct TestApp {
     pub api: Api,
     /// `http://127.0.0.1:<port>`.
     pub address: String,
+    /// The admin listener, when `AUTHD_ADMIN_BIND` was set.
+    pub admin: Option<Api>,
     pub services: Services,
     pub db: Arc<TestDb>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -272,6 +276,7 @@ impl TestApp {
             .await
             .expect("the application starts");
         let addr = app.local_addr();
+        let admin = app.admin_addr().map(Api::new);
         let services = app.services().clone();
         let (shutdown, stop) = oneshot::channel::<()>();
         // Dropping the sender (the TestApp) also triggers the shutdown.
@@ -281,6 +286,7 @@ impl TestApp {
         let api = Api::new(addr);
         TestApp {
             address: api.address.clone(),
+            admin,
             api,
             services,
             db,
@@ -693,9 +699,24 @@ impl ChildApp {
 
     /// SIGTERM, then waits (at most `limit`) for the process to exit.
     pub async fn terminate(mut self, limit: Duration) -> std::process::ExitStatus {
+        self.send_sigterm();
+        self.exited(limit).await
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_sigterm(&self) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
         // SAFETY: kill(2) has no memory-safety preconditions.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM sent");
+    }
+
+    /// Whether the process has exited (without waiting).
+    pub fn has_exited(&mut self) -> bool {
+        self.child.try_wait().expect("child status").is_some()
+    }
+
+    /// Waits (at most `limit`) for the process to exit.
+    pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("child status") {
