@@ -17,24 +17,16 @@ use crate::actors::token::TokenDeps;
 use crate::actors::user::UserDeps;
 use crate::actors::{ActorKind, ChildSlot, Services};
 use crate::domain::LegacyTokenCodec;
-<<<<<<< HEAD
 use crate::hashing::{HashError, HashPool};
-use crate::http::rate_limit::RateLimits;
-use crate::http::routes::AppContext;
-use crate::http::server::{serve, ServerLimits};
-use crate::keys::{KeyError, KeyRing};
-use crate::sessions::{self, BatchLimits, SessionCache};
-use crate::settings::Settings;
-=======
 use crate::http::client_addr::TrustedProxies;
 use crate::http::json::BodyLimits;
 use crate::http::probes::Lifecycle;
 use crate::http::rate_limit::RateLimits;
-use crate::http::routes::{AppContext, ScrapeGauges, Surface};
+use crate::http::routes::{AppContext, Surface};
 use crate::http::server::{serve, ServerLimits};
 use crate::keys::{KeyError, KeyRing};
+use crate::sessions::{self, BatchLimits, SessionCache};
 use crate::settings::{Settings, SettingsError};
->>>>>>> main
 use crate::store::{self, StoreError};
 
 #[derive(Debug, thiserror::Error)]

@@ -37,11 +37,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::rate_limit::RateLimits;
-<<<<<<< HEAD
-=======
-use crate::actors::hashing::HashPool;
 use crate::actors::user::UserFailure;
->>>>>>> main
 use crate::actors::Services;
 use crate::domain::{Email, Password, SignInEmail};
 use crate::telemetry::metrics as m;
@@ -313,7 +309,7 @@ pub async fn authorize_token(
 /// The identity of an authorized request as response headers, for a
 /// gateway's `auth_request` (which sees headers, not bodies): nginx copies
 /// them into the request it forwards upstream (`config/nginx/`).
-fn identity_headers(who: &crate::actors::token::Authorized, headers: &mut hyper::HeaderMap) {
+fn identity_headers(who: &crate::domain::Authorized, headers: &mut hyper::HeaderMap) {
     if let Ok(value) = HeaderValue::from_str(&who.user_id.to_string()) {
         headers.insert(USER_ID_HEADER, value);
     }
