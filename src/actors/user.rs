@@ -308,7 +308,7 @@ async fn verify_known(
     if !user.password_hash.is_empty() {
         let matched = deps
             .hasher
-            .verify(password, Some(user.password_hash.clone()))
+            .verify(password, user.password_hash.clone())
             .await?;
         return if matched {
             Ok(user)

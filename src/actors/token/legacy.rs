@@ -22,7 +22,7 @@ use std::sync::Arc;
 use ractor::RpcReplyPort;
 use sha2::{Digest, Sha256};
 
-use super::{TokenFailure, TokenHandle};
+use super::{TokenFailure, TokenHandle, TokenRefusal};
 use crate::domain::{
     now_ms, Authorized, IssuedToken, LegacyTokenCodec, Session, TokenError, UserId,
 };
@@ -72,7 +72,9 @@ impl LegacyTokens {
     }
 
     fn legacy(&self) -> Result<&dyn LegacyStore, TokenFailure> {
-        self.store.legacy().ok_or(TokenFailure::Invalid)
+        self.store
+            .legacy()
+            .ok_or(TokenFailure::Refused(TokenRefusal::Invalid))
     }
 
     /// Checks signature, the old table's row and authd's own state of the
@@ -90,11 +92,11 @@ impl LegacyTokens {
         // The integer comes from the old row, never from the claim alone.
         match legacy.legacy_token_owner(token).await? {
             Some(owner) if owner == claims.user_id => {}
-            _ => return Err(TokenFailure::Invalid),
+            _ => return Err(TokenFailure::Refused(TokenRefusal::Invalid)),
         }
         let adopted = legacy.adopted_user(claims.user_id).await?;
         if adopted.as_ref().is_some_and(|u| u.legacy_tokens_closed) {
-            return Err(TokenFailure::Revoked);
+            return Err(TokenFailure::Refused(TokenRefusal::Revoked));
         }
         Ok((claims.user_id, adopted))
     }
@@ -103,7 +105,7 @@ impl LegacyTokens {
         let (old_id, adopted) = self.check(token, false).await?;
         if self.legacy()?.exchanged(&digest(token)).await?.is_some() {
             // Exchanged tokens live on only as their successor.
-            return Err(TokenFailure::Invalid);
+            return Err(TokenFailure::Refused(TokenRefusal::Invalid));
         }
         let user = match adopted {
             Some(user) => user,
@@ -184,7 +186,7 @@ impl LegacyTokens {
         let now = now_ms();
         let session: Option<Session> = self.store.load_session(done.session_id).await?;
         let Some(session) = session.filter(|s| s.is_live(now)) else {
-            return Err(TokenFailure::Revoked);
+            return Err(TokenFailure::Refused(TokenRefusal::Revoked));
         };
         if session.generation == 0 && now - done.exchanged_at_ms < self.refresh_grace_ms {
             return tokens.sign_session(&session);
@@ -198,7 +200,7 @@ impl LegacyTokens {
             "an exchanged old token was presented again; revoking its session"
         );
         tokens.revoke_session(session.id).await?;
-        Err(TokenFailure::Reused)
+        Err(TokenFailure::Refused(TokenRefusal::Reused))
     }
 
     /// Adopts old account `old_id` without its password (which stays the
@@ -209,7 +211,7 @@ impl LegacyTokens {
             .legacy_user(old_id)
             .await?
             .filter(|u| u.is_active)
-            .ok_or(TokenFailure::Invalid)?;
+            .ok_or(TokenFailure::Refused(TokenRefusal::Invalid))?;
         let folded = old.email.trim().to_lowercase();
         let adopted = match legacy
             .adopt(UserId::new_random(), &folded, "", old.id)
@@ -225,7 +227,7 @@ impl LegacyTokens {
             other => other,
         };
         let user = adopted.map_err(|e| match e {
-            StoreError::EmailTaken => TokenFailure::Invalid,
+            StoreError::EmailTaken => TokenFailure::Refused(TokenRefusal::Invalid),
             other => other.into(),
         })?;
         metrics::counter!(crate::telemetry::metrics::LEGACY_ADOPTIONS, "via" => "token")

@@ -41,14 +41,8 @@ const MAX_ATTEMPTS: u8 = 3;
 /// problem, 401), or the service failed ([`Fault`]: 503 or 500).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TokenFailure {
-    #[error("the token is invalid")]
-    Invalid,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the session has been revoked or has ended")]
-    Revoked,
-    #[error("this token was already used; the session has been revoked")]
-    Reused,
+    #[error(transparent)]
+    Refused(#[from] TokenRefusal),
     #[error("token service {0}")]
     Fault(#[from] Fault),
 }
@@ -71,10 +65,7 @@ impl TokenFailure {
     /// The refusal, or the fault that is not one.
     pub fn refusal(self) -> Result<TokenRefusal, Fault> {
         match self {
-            TokenFailure::Invalid => Ok(TokenRefusal::Invalid),
-            TokenFailure::Expired => Ok(TokenRefusal::Expired),
-            TokenFailure::Revoked => Ok(TokenRefusal::Revoked),
-            TokenFailure::Reused => Ok(TokenRefusal::Reused),
+            TokenFailure::Refused(r) => Ok(r),
             TokenFailure::Fault(f) => Err(f),
         }
     }
@@ -83,8 +74,10 @@ impl TokenFailure {
 impl From<TokenError> for TokenFailure {
     fn from(e: TokenError) -> Self {
         match e {
-            TokenError::Expired => TokenFailure::Expired,
-            TokenError::Invalid | TokenError::UnknownKey => TokenFailure::Invalid,
+            TokenError::Expired => TokenFailure::Refused(TokenRefusal::Expired),
+            TokenError::Invalid | TokenError::UnknownKey => {
+                TokenFailure::Refused(TokenRefusal::Invalid)
+            }
         }
     }
 }
@@ -464,7 +457,7 @@ impl TokenState {
         if session.user_id != claims.sub {
             // Correctly signed but naming another user's session: only a
             // key compromise or a bug produces this.
-            return op.fail(TokenFailure::Invalid);
+            return op.fail(TokenFailure::Refused(TokenRefusal::Invalid));
         }
         let now = now_ms();
         match op {
@@ -477,10 +470,10 @@ impl TokenState {
                         expires_at: claims.exp,
                     })
                 } else if !session.is_live(now) {
-                    Err(TokenFailure::Revoked)
+                    Err(TokenFailure::Refused(TokenRefusal::Revoked))
                 } else {
                     // An older generation: superseded by a refresh.
-                    Err(TokenFailure::Invalid)
+                    Err(TokenFailure::Refused(TokenRefusal::Invalid))
                 };
                 let _ = reply.send(result);
             }
@@ -496,7 +489,7 @@ impl TokenState {
             }
             SessionOp::RevokeAll(reply) => {
                 if !session.is_live(now) {
-                    let _ = reply.send(Err(TokenFailure::Revoked));
+                    let _ = reply.send(Err(TokenFailure::Refused(TokenRefusal::Revoked)));
                     return;
                 }
                 // The writer folds the revoked sessions into the cache
@@ -530,11 +523,12 @@ impl TokenState {
                             "refresh token reuse detected; revoking the session"
                         );
                         self.revoke(session.id, move |result| {
-                            let _ = reply.send(result.and(Err(TokenFailure::Reused)));
+                            let _ = reply
+                                .send(result.and(Err(TokenFailure::Refused(TokenRefusal::Reused))));
                         });
                     }
                     RefreshDecision::Refused => {
-                        let _ = reply.send(Err(TokenFailure::Revoked));
+                        let _ = reply.send(Err(TokenFailure::Refused(TokenRefusal::Revoked)));
                     }
                 }
             }
@@ -616,7 +610,7 @@ impl TokenState {
                 Ok(WriteOutcome::Conflict) => {
                     // The session is gone from the database (pruned).
                     deps.cache.forget(id);
-                    done(Err(TokenFailure::Invalid))
+                    done(Err(TokenFailure::Refused(TokenRefusal::Invalid)))
                 }
                 Err(e) => done(Err(e.into())),
             }),
@@ -648,7 +642,9 @@ impl TokenState {
     /// is there), then re-sends the request.
     fn read_through(&mut self, mut request: SessionRequest) {
         if request.attempts >= MAX_ATTEMPTS {
-            return request.op.fail(TokenFailure::Invalid);
+            return request
+                .op
+                .fail(TokenFailure::Refused(TokenRefusal::Invalid));
         }
         let deps = Arc::clone(&self.deps);
         tokio::spawn(async move {
@@ -659,7 +655,9 @@ impl TokenState {
                     // is dropped and the caller gets 503.
                     deps.slot.cast(TokenMsg::Session(request));
                 }
-                Ok(false) => request.op.fail(TokenFailure::Invalid),
+                Ok(false) => request
+                    .op
+                    .fail(TokenFailure::Refused(TokenRefusal::Invalid)),
                 Err(e) => request.op.fail(e),
             }
         });
