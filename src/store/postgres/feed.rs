@@ -2,6 +2,7 @@
 //! payloads, and reconnection with backoff (see the module documentation of
 //! [`super`] for why it is not a pooled connection).
 
+use super::setup::quote_ident;
 use super::*;
 
 /// The notification payloads announcing `changes`: one line

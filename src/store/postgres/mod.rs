@@ -53,10 +53,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime, Timeouts};
+use deadpool_postgres::{Object, Pool};
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
-use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{AsyncMessage, Connection, NoTls, Row, Socket};
 use uuid::Uuid;
@@ -64,6 +63,7 @@ use uuid::Uuid;
 mod errors;
 mod feed;
 mod legacy;
+mod setup;
 mod writes;
 
 /// The work an operation does on its connection (see
@@ -90,13 +90,6 @@ use crate::settings::PostgresTarget;
 /// The schema holding every table of authd's (see `migrations`).
 pub const SCHEMA: &str = "authd";
 
-/// Database used to create the target database.
-const MAINTENANCE_DB: &str = "postgres";
-
-/// `CREATE DATABASE` and migrations may take longer than a query (and may
-/// wait for another instance's migration), so start-up gets at least this.
-const SETUP_TIMEOUT_FLOOR: Duration = Duration::from_secs(60);
-
 /// Name of the unique constraint on `users.email` (sql/postgres/0001).
 const EMAIL_CONSTRAINT: &str = "users_email_key";
 
@@ -115,8 +108,6 @@ const FEED_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const FEED_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// How often the idle change feed connection checks the server answers.
 const FEED_HEARTBEAT: Duration = Duration::from_secs(30);
-/// How often the pool's gauges are published.
-const POOL_GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 /// `application_name` of the change feed connection (`pg_stat_activity`).
 const FEED_APPLICATION_NAME: &str = "authd-feed";
 
@@ -201,43 +192,9 @@ impl PostgresStore {
         timeout: Duration,
         legacy_fastapi: bool,
     ) -> Result<Self, StoreError> {
-        let mut config = tokio_postgres::Config::new();
-        config
-            .host(&target.host)
-            .port(target.port)
-            .user(&target.user)
-            .dbname(&target.dbname)
-            .application_name("authd")
-            // authd's tables live in a schema of their own, so that it can
-            // share a database with anyone else's tables (the old service's
-            // `public.users`, above all). Unqualified names resolve there.
-            .options(format!("-c search_path={SCHEMA}"))
-            .connect_timeout(timeout);
-        if !target.password.is_empty() {
-            config.password(target.password.expose());
-        }
-
-        ensure_database(&config, &target.dbname, timeout).await?;
-
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        // Without these timeouts `pool.get()` waits forever for a server
-        // that is gone.
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .timeouts(Timeouts {
-                wait: Some(timeout),
-                create: Some(timeout),
-                recycle: Some(timeout),
-            })
-            .build()
-            .map_err(|e| StoreError::internal(format!("building the connection pool: {e}")))?;
+        let config = setup::client_config(target, timeout);
+        setup::ensure_database(&config, &target.dbname, timeout).await?;
+        let pool = setup::build_pool(config.clone(), pool_size, timeout)?;
         let mut store = PostgresStore {
             pool,
             timeout,
@@ -245,7 +202,7 @@ impl PostgresStore {
             config,
         };
 
-        let setup = timeout.max(SETUP_TIMEOUT_FLOOR);
+        let setup = timeout.max(setup::SETUP_TIMEOUT_FLOOR);
         store
             .on_connection_within("applying migrations", setup, |c| {
                 Box::pin(migrations::apply_postgres(c, SCHEMA, migrations::POSTGRES))
@@ -258,7 +215,7 @@ impl PostgresStore {
                 })
                 .await?;
         }
-        spawn_pool_gauges(&store.pool);
+        setup::spawn_pool_gauges(&store.pool);
         tracing::info!(store = "postgres", target = ?target, pool_size, "store ready");
         Ok(store)
     }
@@ -328,96 +285,6 @@ impl PostgresStore {
             waiting: status.waiting,
         })
     }
-}
-
-/// The store publishes its own pool gauges, every [`POOL_GAUGE_INTERVAL`],
-/// for as long as its pool lives (the task holds it weakly).
-fn spawn_pool_gauges(pool: &Pool) {
-    use crate::telemetry::metrics as m;
-    let weak = pool.weak();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(POOL_GAUGE_INTERVAL);
-        loop {
-            tick.tick().await;
-            let Some(pool) = weak.upgrade() else { return };
-            let status = pool.status();
-            metrics::gauge!(m::DB_POOL, "state" => "open").set(status.size as f64);
-            metrics::gauge!(m::DB_POOL, "state" => "idle").set(status.available as f64);
-            metrics::gauge!(m::DB_POOL, "state" => "waiting").set(status.waiting as f64);
-        }
-    });
-}
-
-/// Connects to the maintenance database and creates `dbname` if missing.
-///
-/// A role that may not use the maintenance database can still run authd
-/// against an existing database, so failing to log in there only warns;
-/// an unreachable server is an error.
-async fn ensure_database(
-    config: &tokio_postgres::Config,
-    dbname: &str,
-    timeout: Duration,
-) -> Result<(), StoreError> {
-    const CONTEXT: &str = "connecting to the maintenance database";
-    let mut maintenance = config.clone();
-    maintenance.dbname(MAINTENANCE_DB);
-    let client = match tokio::time::timeout(timeout, maintenance.connect(NoTls)).await {
-        Err(_) => return Err(Failure::Elapsed(timeout).into_store_error(CONTEXT)),
-        Ok(Err(e)) => {
-            let error = Failure::Db(e).into_store_error(CONTEXT);
-            if error.is_unavailable() {
-                return Err(error);
-            }
-            tracing::warn!(%error, "cannot check whether the database exists; assuming it does");
-            return Ok(());
-        }
-        Ok(Ok((client, connection))) => {
-            tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%error, "maintenance connection ended");
-                }
-            });
-            client
-        }
-    };
-
-    let work = async {
-        let exists = client
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
-            .await?
-            .is_some();
-        if exists {
-            return Ok(());
-        }
-        let sql = format!("CREATE DATABASE {}", quote_ident(dbname));
-        match client.batch_execute(&sql).await {
-            Ok(()) => {
-                tracing::info!(database = dbname, "created database");
-                Ok(())
-            }
-            // Another process created it between our check and our CREATE.
-            // Depending on timing PostgreSQL reports duplicate_database or a
-            // unique violation on pg_database's name index.
-            Err(e)
-                if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
-                    || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    };
-    let setup = timeout.max(SETUP_TIMEOUT_FLOOR);
-    match tokio::time::timeout(setup, work).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Failure::Db(e).into_store_error("creating the database")),
-        Err(_) => Err(Failure::Elapsed(setup).into_store_error("creating the database")),
-    }
-}
-
-/// Quotes an SQL identifier: `"` around it, inner `"` doubled.
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 #[async_trait]
@@ -729,6 +596,7 @@ fn record_rows(changes: &mut ChangeSet, rows: &[Row]) -> Result<(), StoreError> 
 
 #[cfg(test)]
 mod tests {
+    use super::setup::{quote_ident, MAINTENANCE_DB};
     use super::*;
     use crate::store::conformance::{self, change, new_user, Fixture};
 
@@ -1074,11 +942,5 @@ mod tests {
         }
         drop((a, b));
         db.remove().await;
-    }
-
-    #[test]
-    fn quotes_identifiers() {
-        assert_eq!(quote_ident("authd"), "\"authd\"");
-        assert_eq!(quote_ident("we\"ird"), "\"we\"\"ird\"");
     }
 }
