@@ -94,6 +94,69 @@ pub struct Settings {
 
     pub log_format: LogFormat,
     pub log_level: String,
+
+    /// `AUTHD_*` variables that name no setting (a typo, most likely),
+    /// logged at start-up as a warning (`event="unknown_setting"`).
+    #[serde(skip)]
+    pub unknown_variables: Vec<String>,
+}
+
+/// `AUTHD_*` variables that are not settings: the configuration file's
+/// path, the test suite's switches, and what Kubernetes injects for a
+/// Service named `authd` (`AUTHD_PORT`, `AUTHD_SERVICE_HOST`, ...).
+const NOT_SETTINGS: [&str; 5] = ["CONFIG", "BIN", "REQUIRE_", "TEST_", "SERVICE_"];
+
+/// The names of every setting: the keys of `config/default.toml`.
+fn setting_names() -> Result<Vec<String>, SettingsError> {
+    let defaults = Config::builder()
+        .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+        .build()?;
+    top_level_keys(defaults)
+}
+
+fn top_level_keys(config: Config) -> Result<Vec<String>, SettingsError> {
+    let table: HashMap<String, config::Value> = config.try_deserialize()?;
+    Ok(table.into_keys().collect())
+}
+
+/// A file's keys that name no setting: refused, since a misspelt key would
+/// otherwise leave its setting at the default without a word.
+fn check_file_keys(path: &std::path::Path, names: &[String]) -> Result<(), SettingsError> {
+    let file = Config::builder()
+        .add_source(File::from(path).required(true))
+        .build()?;
+    let mut unknown: Vec<String> = top_level_keys(file)?
+        .into_iter()
+        .filter(|key| !names.contains(key))
+        .collect();
+    unknown.sort();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(SettingsError::Invalid(format!(
+        "{}: unknown setting(s) {}; every setting is listed in config/default.toml",
+        path.display(),
+        unknown.join(", ")
+    )))
+}
+
+/// `AUTHD_*` variables that name no setting.
+fn unknown_variables(vars: &HashMap<String, String>, names: &[String]) -> Vec<String> {
+    let mut unknown: Vec<String> = vars
+        .keys()
+        .filter_map(|var| Some((var, var.strip_prefix("AUTHD_")?)))
+        .filter(|(_, rest)| {
+            let key = rest.to_ascii_lowercase();
+            !names.contains(&key)
+                && !rest.starts_with("PORT")
+                && !NOT_SETTINGS
+                    .iter()
+                    .any(|p| *rest == *p || (p.ends_with('_') && rest.starts_with(p)))
+        })
+        .map(|(var, _)| var.clone())
+        .collect();
+    unknown.sort();
+    unknown
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -151,8 +214,10 @@ impl Settings {
         vars: HashMap<String, String>,
     ) -> Result<Self, SettingsError> {
         let env = |name: &str| vars.get(name).cloned();
+        let names = setting_names()?;
         let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
         if let Some(path) = file {
+            check_file_keys(path, &names)?;
             builder = builder.add_source(File::from(path).required(true));
         }
         builder = builder.add_source(
@@ -181,8 +246,9 @@ impl Settings {
             })?;
             builder = builder.set_override("access_token_ttl_secs", minutes * 60)?;
         }
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.check()?;
+        settings.unknown_variables = unknown_variables(&vars, &names);
         Ok(settings)
     }
 
@@ -349,6 +415,44 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Settings::load_from(None, map)
+    }
+
+    #[test]
+    fn a_misspelt_key_in_the_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("authd-settings-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("authd.toml");
+        std::fs::write(&path, "bind = \"127.0.0.1:9\"\nbatch_max_siz = 8\n").unwrap();
+        let error = Settings::load_from(Some(&path), HashMap::new()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("unknown setting(s) batch_max_siz"),
+            "{error}"
+        );
+        std::fs::write(&path, "bind = \"127.0.0.1:9\"\nbatch_max_size = 8\n").unwrap();
+        let settings = Settings::load_from(Some(&path), HashMap::new()).unwrap();
+        assert_eq!(settings.batch_max_size, 8);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_authd_variables_are_listed_but_not_refused() {
+        let settings = load(&[
+            ("AUTHD_BATCH_MAX_SIZ", "8"),
+            ("AUTHD_BATCH_MAX_SIZE", "9"),
+            ("AUTHD_CONFIG", "/etc/authd.toml"),
+            ("AUTHD_REQUIRE_POSTGRES", "1"),
+            ("AUTHD_SERVICE_HOST", "10.0.0.1"),
+            ("AUTHD_PORT_8000_TCP", "tcp://10.0.0.1:8000"),
+            ("OTHER_THING", "x"),
+        ])
+        .unwrap();
+        assert_eq!(settings.batch_max_size, 9);
+        assert_eq!(
+            settings.unknown_variables,
+            vec!["AUTHD_BATCH_MAX_SIZ".to_string()]
+        );
     }
 
     #[test]

@@ -83,6 +83,14 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        for variable in &settings.unknown_variables {
+            tracing::warn!(
+                event = "unknown_setting",
+                variable = %variable,
+                "this AUTHD_ variable names no setting and is ignored (misspelt?); \
+                 every setting is listed in config/default.toml"
+            );
+        }
         let store = store::connect(&settings).await?;
         // `store::connect` applies the migrations before it returns.
         let lifecycle = Arc::new(Lifecycle::default());
