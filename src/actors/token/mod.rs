@@ -21,12 +21,15 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 pub mod legacy;
+mod manage;
 
 use self::legacy::{LegacyRequest, LegacyTokens};
+pub use self::manage::ManageRequest;
 use super::{CallError, ChildSlot};
+use crate::audit::{self, Action, Outcome};
 use crate::domain::{
     now_ms, Authorized, Claims, IssuedToken, LegacyTokenCodec, RefreshDecision, RevokeScope,
-    Session, SessionId, TokenCodec, TokenError, UserId,
+    Session, SessionId, SessionOrigin, TokenCodec, TokenError, UserId,
 };
 use crate::fault::Fault;
 use crate::keys::KeyRing;
@@ -114,8 +117,11 @@ pub enum TokenMsg {
     Issue {
         user_id: UserId,
         user_int_id: i64,
+        origin: SessionOrigin,
         reply: Reply<Session>,
     },
+    /// A user managing their own sessions and account (see [`manage`]).
+    Manage(ManageRequest),
     /// Revoke one session by id (a surplus session of a raced legacy
     /// exchange, or one whose exchanged old token was reused).
     RevokeSession { id: SessionId, reply: Reply<()> },
@@ -146,6 +152,8 @@ enum SessionOp {
     Revoke(Reply<()>),
     /// Revoke every session of the token's user ("logout everywhere").
     RevokeAll(Reply<()>),
+    /// Revoke every session of the token's user but the token's own.
+    RevokeOthers(Reply<()>),
     Authorize(Reply<Authorized>),
 }
 
@@ -154,10 +162,19 @@ impl SessionOp {
         // A caller that gave up (timeout) has dropped its port; ignore.
         match self {
             SessionOp::Refresh(r) => drop(r.send(Err(failure))),
-            SessionOp::Revoke(r) | SessionOp::RevokeAll(r) => drop(r.send(Err(failure))),
+            SessionOp::Revoke(r) | SessionOp::RevokeAll(r) | SessionOp::RevokeOthers(r) => {
+                drop(r.send(Err(failure)))
+            }
             SessionOp::Authorize(r) => drop(r.send(Err(failure))),
         }
     }
+}
+
+/// Which sessions a user-wide revocation ends.
+#[derive(Clone, Copy)]
+enum RevokeKind {
+    All,
+    Others,
 }
 
 /// What `TokenActor` needs; shared by every incarnation of the actor, so the
@@ -246,11 +263,13 @@ impl TokenHandle {
         &self,
         user_id: UserId,
         user_int_id: i64,
+        origin: SessionOrigin,
     ) -> Result<Session, TokenFailure> {
         self.slot
             .call(|reply| TokenMsg::Issue {
                 user_id,
                 user_int_id,
+                origin,
                 reply,
             })
             .await?
@@ -277,8 +296,9 @@ impl TokenHandle {
         &self,
         user_id: UserId,
         user_int_id: i64,
+        origin: SessionOrigin,
     ) -> Result<IssuedToken, TokenFailure> {
-        let session = self.start_session(user_id, user_int_id).await?;
+        let session = self.start_session(user_id, user_int_id, origin).await?;
         self.sign_session(&session)
     }
 
@@ -295,20 +315,37 @@ impl TokenHandle {
         sign(&self.keys.codec(), &session)
     }
 
-    /// Revokes the session of `token` (expired tokens accepted), or with
+    /// Revokes the session of `token` (expired tokens accepted), with
+    /// [`RevokeScope::Others`] every other session of its user, with
     /// [`RevokeScope::All`] every session of its user.
-    pub async fn revoke(&self, token: &str, scope: RevokeScope) -> Result<(), TokenFailure> {
+    /// Answers the token's user and session (`None` for an old service's
+    /// token).
+    pub async fn revoke(
+        &self,
+        token: &str,
+        scope: RevokeScope,
+    ) -> Result<Option<(UserId, SessionId)>, TokenFailure> {
         if scope == RevokeScope::Session {
             let revoke = |token, reply| LegacyRequest::Revoke { token, reply };
             if let Some(answer) = self.legacy_call(token, revoke).await {
-                return answer;
+                return answer.map(|()| None);
             }
         }
         let claims = self.keys.verify(token, true).await?;
+        let who = Some((claims.sub, claims.sid));
         match scope {
             RevokeScope::Session => self.session_call(claims, SessionOp::Revoke).await,
+            RevokeScope::Others => self.session_call(claims, SessionOp::RevokeOthers).await,
             RevokeScope::All => self.session_call(claims, SessionOp::RevokeAll).await,
         }
+        .map(|()| who)
+    }
+
+    /// The user and session a token of authd's names, if its signature is
+    /// good (expired or not): who an audit event is about.
+    pub async fn identify(&self, token: &str) -> Option<(UserId, SessionId)> {
+        let claims = self.keys.verify(token, true).await.ok()?;
+        Some((claims.sub, claims.sid))
     }
 
     pub async fn authorize(&self, token: &str) -> Result<Authorized, TokenFailure> {
@@ -386,8 +423,10 @@ impl Actor for TokenActor {
             TokenMsg::Issue {
                 user_id,
                 user_int_id,
+                origin,
                 reply,
-            } => state.issue(user_id, user_int_id, reply),
+            } => state.issue(user_id, user_int_id, origin, reply),
+            TokenMsg::Manage(request) => state.manage(request),
             TokenMsg::RevokeSession { id, reply } => state.revoke(id, move |result| {
                 let _ = reply.send(result);
             }),
@@ -415,12 +454,18 @@ impl Actor for TokenActor {
 }
 
 impl TokenState {
-    fn issue(&mut self, user_id: UserId, user_int_id: i64, reply: Reply<Session>) {
+    fn issue(
+        &mut self,
+        user_id: UserId,
+        user_int_id: i64,
+        origin: SessionOrigin,
+        reply: Reply<Session>,
+    ) {
         let session = Session::start(user_id, user_int_id, now_ms(), self.deps.session_ttl_ms);
         let deps = Arc::clone(&self.deps);
         let created = session.clone();
         self.writer.submit(
-            SessionWrite::Create(session),
+            SessionWrite::Create(session, origin),
             Box::new(move |written| {
                 let result = match written {
                     Ok(WriteOutcome::Applied) => {
@@ -467,6 +512,11 @@ impl TokenState {
             return op.fail(TokenFailure::Invalid);
         }
         let now = now_ms();
+        let op_kind = if matches!(op, SessionOp::RevokeOthers(_)) {
+            RevokeKind::Others
+        } else {
+            RevokeKind::All
+        };
         match op {
             SessionOp::Authorize(reply) => {
                 let result = if session.authorizes(claims.generation, now) {
@@ -494,17 +544,19 @@ impl TokenState {
                     });
                 }
             }
-            SessionOp::RevokeAll(reply) => {
+            SessionOp::RevokeAll(reply) | SessionOp::RevokeOthers(reply) => {
                 if !session.is_live(now) {
                     let _ = reply.send(Err(TokenFailure::Revoked));
                     return;
                 }
+                let except = matches!(op_kind, RevokeKind::Others).then_some(session.id);
                 // The writer folds the revoked sessions into the cache
                 // before it calls back.
                 self.writer.submit(
                     SessionWrite::RevokeUser {
                         user_id: session.user_id,
                         revoked_at_ms: now,
+                        except,
                     },
                     Box::new(move |written| {
                         let _ = reply.send(written.map(|_| ()).map_err(TokenFailure::from));
@@ -513,8 +565,12 @@ impl TokenState {
             }
             SessionOp::Refresh(reply) => {
                 match session.decide_refresh(claims.generation, now, self.deps.refresh_grace_ms) {
-                    RefreshDecision::Rotate => self.rotate(session, claims, reply, attempts, now),
+                    RefreshDecision::Rotate => {
+                        audit::count(Action::Refresh, Outcome::Success);
+                        self.rotate(session, claims, reply, attempts, now)
+                    }
                     RefreshDecision::GraceDuplicate => {
+                        audit::count(Action::Refresh, Outcome::GraceDuplicate);
                         // The cache holds committed state only, so the
                         // current generation is already durable.
                         let _ = reply.send(Ok(session));
@@ -534,6 +590,7 @@ impl TokenState {
                         });
                     }
                     RefreshDecision::Refused => {
+                        audit::count(Action::Refresh, Outcome::Refused);
                         let _ = reply.send(Err(TokenFailure::Revoked));
                     }
                 }
@@ -686,5 +743,7 @@ pub(super) fn sign(codec: &TokenCodec, session: &Session) -> Result<IssuedToken,
     Ok(IssuedToken {
         access_token,
         expires_in,
+        user_id: session.user_id,
+        session_id: session.id,
     })
 }
