@@ -10,6 +10,11 @@
 //! own index of the old accounts by case-folded e-mail (`legacy_users`),
 //! filled by primary-key ranges (`id > max(legacy_id)`): accounts the old
 //! service creates while both run are picked up without scanning e-mails.
+//!
+//! An old account whose authd account was deleted is listed in
+//! `legacy_deleted` (written by the deletion, `accounts.rs`); every read
+//! here treats its old row as absent, so neither its bcrypt password nor
+//! its tokens open (or re-adopt) anything, and its e-mail is free.
 
 use async_trait::async_trait;
 use uuid::Uuid;
