@@ -95,6 +95,7 @@ pub async fn list_sessions(
     request: Request<Incoming>,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    let who = caller(&request, ctx).await?;
     let (limit, cursor) = page_query(request.uri().query())?;
     let after = match cursor {
         None => None,
@@ -103,7 +104,6 @@ pub async fn list_sessions(
                 .ok_or_else(|| invalid("cursor", "is not a valid cursor"))?,
         ),
     };
-    let who = caller(&request, ctx).await?;
     if after.is_some_and(|c| c.user_id != who.user_id) {
         return Err(invalid("cursor", "is not a valid cursor"));
     }
@@ -187,16 +187,13 @@ fn settle_password_check<T>(
     result: &Result<T, UserFailure>,
 ) {
     let reason = match result {
-        Ok(_) => {
-            refund(ctx, account);
-            None
-        }
+        Ok(_) => None,
         Err(UserFailure::BadCredentials) => Some("bad_credentials"),
         Err(UserFailure::Overloaded) => Some("overloaded"),
         Err(_) => Some("unavailable"),
     };
-    if matches!(result, Err(e) if !matches!(e, UserFailure::BadCredentials)) {
-        // Not a password check that failed: it does not count either.
+    if !matches!(result, Err(UserFailure::BadCredentials)) {
+        // Only a password check that failed counts against the account.
         refund(ctx, account);
     }
     ctx.auditor.record(
