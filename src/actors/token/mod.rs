@@ -20,93 +20,27 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+mod failure;
 pub mod legacy;
 mod manage;
 
+pub use self::failure::{TokenFailure, TokenRefusal};
 use self::legacy::{LegacyRequest, LegacyTokens};
 pub use self::manage::ManageRequest;
 use super::{CallError, ChildSlot};
 use crate::audit::{self, Action, Outcome};
 use crate::domain::{
     now_ms, Authorized, Claims, IssuedToken, LegacyTokenCodec, RefreshDecision, RevokeScope,
-    Session, SessionId, SessionOrigin, TokenCodec, TokenError, UserId,
+    Session, SessionId, SessionOrigin, TokenCodec, UserId,
 };
 use crate::fault::Fault;
 use crate::keys::KeyRing;
 use crate::sessions::{BatchLimits, SessionCache, SessionWriter};
-use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
+use crate::store::{SessionWrite, Store, WriteOutcome};
 
 /// A request is re-dispatched at most this often (after a read-through or
 /// a lost race with another instance) before it gives up with 503.
 const MAX_ATTEMPTS: u8 = 3;
-
-/// Why a token request failed: the token was refused (the client's
-/// problem, 401), or the service failed ([`Fault`]: 503 or 500).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum TokenFailure {
-    #[error("the token is invalid")]
-    Invalid,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the session has been revoked or has ended")]
-    Revoked,
-    #[error("this token was already used; the session has been revoked")]
-    Reused,
-    #[error("token service {0}")]
-    Fault(#[from] Fault),
-}
-
-/// The ways a token can be refused: the only token failures that may
-/// leave as 401, so a fault (an unavailable store above all) cannot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenRefusal {
-    #[error("the token is invalid")]
-    Invalid,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the session has been revoked or has ended")]
-    Revoked,
-    #[error("this token was already used; the session has been revoked")]
-    Reused,
-}
-
-impl TokenFailure {
-    /// The refusal, or the fault that is not one.
-    pub fn refusal(self) -> Result<TokenRefusal, Fault> {
-        match self {
-            TokenFailure::Invalid => Ok(TokenRefusal::Invalid),
-            TokenFailure::Expired => Ok(TokenRefusal::Expired),
-            TokenFailure::Revoked => Ok(TokenRefusal::Revoked),
-            TokenFailure::Reused => Ok(TokenRefusal::Reused),
-            TokenFailure::Fault(f) => Err(f),
-        }
-    }
-}
-
-impl From<TokenError> for TokenFailure {
-    fn from(e: TokenError) -> Self {
-        match e {
-            TokenError::Expired => TokenFailure::Expired,
-            TokenError::Invalid | TokenError::UnknownKey => TokenFailure::Invalid,
-        }
-    }
-}
-
-impl From<CallError> for TokenFailure {
-    fn from(e: CallError) -> Self {
-        TokenFailure::Fault(e.into())
-    }
-}
-
-impl From<StoreError> for TokenFailure {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Fault(f) => TokenFailure::Fault(f),
-            // Session writes never insert users: a store bug.
-            StoreError::EmailTaken => TokenFailure::Fault(Fault::internal(e)),
-        }
-    }
-}
 
 type Reply<T> = RpcReplyPort<Result<T, TokenFailure>>;
 
