@@ -94,6 +94,8 @@ pub struct Settings {
 
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Whether audit events may carry e-mail addresses (default: no).
+    pub audit_log_emails: bool,
 
     /// `AUTHD_*` variables that name no setting (a typo, most likely),
     /// logged at start-up as a warning (`event="unknown_setting"`).

@@ -170,6 +170,9 @@ impl Application {
             None => None,
         };
         let ctx = Arc::new(AppContext {
+            auditor: crate::audit::Auditor {
+                log_emails: settings.audit_log_emails,
+            },
             services: system.services.clone(),
             body: BodyLimits {
                 max_bytes: settings.max_body_bytes,

@@ -59,6 +59,7 @@ pub mod metrics {
     pub const RATE_LIMITED: &str = "authd_rate_limited_total";
     pub const RATE_LIMIT_TABLE_FULL: &str = "authd_rate_limit_table_full_total";
     pub const REUSE_DETECTED: &str = "authd_token_reuse_detected_total";
+    pub const AUTH_EVENTS: &str = "authd_auth_events_total";
     pub const LEGACY_ACCOUNTS: &str = "authd_legacy_accounts";
     pub const LEGACY_ADOPTIONS: &str = "authd_legacy_adoptions_total";
     pub const LEGACY_EXCHANGES: &str = "authd_legacy_token_exchanges_total";

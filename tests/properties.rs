@@ -204,13 +204,16 @@ fn check_decode(bytes: &[u8]) -> Result<(), TestCaseError> {
             );
             let expected = match object.get("scope") {
                 None => "session",
-                Some(Value::String(s)) if s == "session" || s == "all" => s.as_str(),
+                Some(Value::String(s)) if s == "session" || s == "others" || s == "all" => {
+                    s.as_str()
+                }
                 Some(other) => {
                     return Err(TestCaseError::fail(format!("scope {other} was accepted")));
                 }
             };
             let decoded = match body.scope {
                 RevokeScopeField::Session => "session",
+                RevokeScopeField::Others => "others",
                 RevokeScopeField::All => "all",
             };
             prop_assert_eq!(decoded, expected);

@@ -1,4 +1,5 @@
-//! `UserActor`: sign-up and sign-in.
+//! `UserActor`: sign-up, sign-in, password change and account deletion
+//! (the password checks; the sessions' side is `TokenActor`'s).
 //!
 //! The actor only dispatches: each request runs in its own task, because a
 //! request spends ~20 ms hashing and a few more in the database, and doing
@@ -13,7 +14,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use super::token::{TokenFailure, TokenHandle};
 use super::{CallError, ChildSlot};
-use crate::domain::{Email, IssuedToken, Password, SignInEmail, UserId};
+use crate::domain::{Email, IssuedToken, Password, SessionOrigin, SignInEmail, UserId};
 use crate::fault::Fault;
 use crate::hashing::{HashError, HashPool};
 use crate::store::{LegacyMatch, NewUser, Store, StoreError, UserRecord};
@@ -56,18 +57,41 @@ impl From<CallError> for UserFailure {
     }
 }
 
-type Reply = RpcReplyPort<Result<IssuedToken, UserFailure>>;
+type Reply<T = IssuedToken> = RpcReplyPort<Result<T, UserFailure>>;
 
 pub enum UserMsg {
     SignUp {
         email: Email,
         password: Password,
+        origin: SessionOrigin,
         reply: Reply,
     },
     SignIn {
         email: SignInEmail,
         password: Password,
+        origin: SessionOrigin,
         reply: Reply,
+    },
+    /// The key of the user's per-account rate limit (the case-folded
+    /// e-mail, as sign-in keys it); `None` if the user is gone.
+    AccountKey {
+        user_id: UserId,
+        reply: Reply<Option<String>>,
+    },
+    /// Check `current`, then store `new` and end every session of the
+    /// user; answered with a token of a new session.
+    ChangePassword {
+        user_id: UserId,
+        current: Password,
+        new: Password,
+        origin: SessionOrigin,
+        reply: Reply,
+    },
+    /// Check `password`, then delete the user and every session.
+    DeleteAccount {
+        user_id: UserId,
+        password: Password,
+        reply: Reply<()>,
     },
     /// Test hook: panic inside the actor's loop.
     #[cfg(feature = "test-hooks")]
@@ -97,11 +121,13 @@ impl UserHandle {
         &self,
         email: Email,
         password: Password,
+        origin: SessionOrigin,
     ) -> Result<IssuedToken, UserFailure> {
         self.slot
             .call(|reply| UserMsg::SignUp {
                 email,
                 password,
+                origin,
                 reply,
             })
             .await?
@@ -111,10 +137,51 @@ impl UserHandle {
         &self,
         email: SignInEmail,
         password: Password,
+        origin: SessionOrigin,
     ) -> Result<IssuedToken, UserFailure> {
         self.slot
             .call(|reply| UserMsg::SignIn {
                 email,
+                password,
+                origin,
+                reply,
+            })
+            .await?
+    }
+
+    /// The key of the user's per-account rate limit.
+    pub async fn account_key(&self, user_id: UserId) -> Result<Option<String>, UserFailure> {
+        self.slot
+            .call(|reply| UserMsg::AccountKey { user_id, reply })
+            .await?
+    }
+
+    pub async fn change_password(
+        &self,
+        user_id: UserId,
+        current: Password,
+        new: Password,
+        origin: SessionOrigin,
+    ) -> Result<IssuedToken, UserFailure> {
+        self.slot
+            .call(|reply| UserMsg::ChangePassword {
+                user_id,
+                current,
+                new,
+                origin,
+                reply,
+            })
+            .await?
+    }
+
+    pub async fn delete_account(
+        &self,
+        user_id: UserId,
+        password: Password,
+    ) -> Result<(), UserFailure> {
+        self.slot
+            .call(|reply| UserMsg::DeleteAccount {
+                user_id,
                 password,
                 reply,
             })
@@ -153,19 +220,49 @@ impl Actor for UserActor {
             UserMsg::SignUp {
                 email,
                 password,
+                origin,
                 reply,
             } => {
                 tokio::spawn(async move {
-                    let _ = reply.send(sign_up(&deps, email, password).await);
+                    let _ = reply.send(sign_up(&deps, email, password, origin).await);
                 });
             }
             UserMsg::SignIn {
                 email,
                 password,
+                origin,
                 reply,
             } => {
                 tokio::spawn(async move {
-                    let _ = reply.send(sign_in(&deps, email, password).await);
+                    let _ = reply.send(sign_in(&deps, email, password, origin).await);
+                });
+            }
+            UserMsg::AccountKey { user_id, reply } => {
+                tokio::spawn(async move {
+                    let found = deps.store.find_user_by_id(user_id).await;
+                    let key = found.map(|user| user.map(|u| u.email.to_lowercase()));
+                    let _ = reply.send(key.map_err(UserFailure::from));
+                });
+            }
+            UserMsg::ChangePassword {
+                user_id,
+                current,
+                new,
+                origin,
+                reply,
+            } => {
+                tokio::spawn(async move {
+                    let changed = change_password(&deps, user_id, current, new, origin);
+                    let _ = reply.send(changed.await);
+                });
+            }
+            UserMsg::DeleteAccount {
+                user_id,
+                password,
+                reply,
+            } => {
+                tokio::spawn(async move {
+                    let _ = reply.send(delete_account(&deps, user_id, password).await);
                 });
             }
             #[cfg(feature = "test-hooks")]
@@ -179,6 +276,7 @@ async fn sign_up(
     deps: &UserDeps,
     email: Email,
     password: Password,
+    origin: SessionOrigin,
 ) -> Result<IssuedToken, UserFailure> {
     // Hash first, even if the address turns out to be taken: the unique
     // index is the one authority on that (two sign-ups can race), and the
@@ -196,7 +294,7 @@ async fn sign_up(
         password_hash,
     };
     let int_id = deps.store.insert_user(&user).await?;
-    Ok(deps.tokens.issue(user.id, int_id).await?)
+    Ok(deps.tokens.issue(user.id, int_id, origin).await?)
 }
 
 /// Checks the credentials and starts a session. Every wrong-credentials
@@ -208,16 +306,76 @@ async fn sign_in(
     deps: &UserDeps,
     email: SignInEmail,
     password: Password,
+    origin: SessionOrigin,
 ) -> Result<IssuedToken, UserFailure> {
     let started = tokio::time::Instant::now();
-    match check_credentials(deps, &email, password).await {
-        Ok(user) => Ok(deps.tokens.issue(user.id, user.int_id).await?),
-        Err(UserFailure::BadCredentials) => {
-            tokio::time::sleep_until(started + deps.failure_floor).await;
-            Err(UserFailure::BadCredentials)
-        }
-        Err(other) => Err(other),
+    let user = floored(
+        deps,
+        started,
+        check_credentials(deps, &email, password).await,
+    )
+    .await?;
+    Ok(deps.tokens.issue(user.id, user.int_id, origin).await?)
+}
+
+/// A wrong-credentials answer waits until `signin_failure_floor` after
+/// `started`, wherever a password is checked (sign-in, password change,
+/// account deletion).
+async fn floored<T>(
+    deps: &UserDeps,
+    started: tokio::time::Instant,
+    checked: Result<T, UserFailure>,
+) -> Result<T, UserFailure> {
+    if matches!(checked, Err(UserFailure::BadCredentials)) {
+        tokio::time::sleep_until(started + deps.failure_floor).await;
     }
+    checked
+}
+
+/// The signed-in user `user_id`, if `password` is theirs.
+async fn check_own_password(
+    deps: &UserDeps,
+    user_id: UserId,
+    password: Password,
+) -> Result<UserRecord, UserFailure> {
+    let started = tokio::time::Instant::now();
+    let checked = match deps.store.find_user_by_id(user_id).await? {
+        Some(user) => verify_known(deps, user, password).await,
+        // Deleted since its token was authorized.
+        None => Err(UserFailure::BadCredentials),
+    };
+    floored(deps, started, checked).await
+}
+
+/// Checks the current password, stores the new one (argon2id, on the
+/// hashing pool) and ends every session of the user in one transaction
+/// (`TokenActor`), then starts a new session for the caller.
+async fn change_password(
+    deps: &UserDeps,
+    user_id: UserId,
+    current: Password,
+    new: Password,
+    origin: SessionOrigin,
+) -> Result<IssuedToken, UserFailure> {
+    let user = check_own_password(deps, user_id, current).await?;
+    let password_hash = deps.hasher.hash(new).await?;
+    if !deps.tokens.change_password(user.id, password_hash).await? {
+        return Err(UserFailure::BadCredentials);
+    }
+    Ok(deps.tokens.issue(user.id, user.int_id, origin).await?)
+}
+
+/// Checks the password, then deletes the user and ends every session.
+async fn delete_account(
+    deps: &UserDeps,
+    user_id: UserId,
+    password: Password,
+) -> Result<(), UserFailure> {
+    let user = check_own_password(deps, user_id, password).await?;
+    if !deps.tokens.delete_account(user.id).await? {
+        return Err(UserFailure::BadCredentials);
+    }
+    Ok(())
 }
 
 /// The account `email` and `password` open, or `BadCredentials`.

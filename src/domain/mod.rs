@@ -7,6 +7,7 @@
 
 mod email;
 mod legacy_token;
+mod listing;
 mod password;
 mod results;
 mod session;
@@ -14,6 +15,7 @@ mod token;
 
 pub use email::{Email, SignInEmail};
 pub use legacy_token::{LegacyClaims, LegacyTokenCodec};
+pub use listing::{SessionCursor, SessionOrigin, SessionSummary, USER_AGENT_MAX_CHARS};
 pub use password::Password;
 pub use results::{Authorized, IssuedToken, RevokeScope};
 pub use session::{RefreshDecision, Session, SessionChange, SessionId, SessionState, UserId};

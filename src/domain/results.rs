@@ -11,6 +11,9 @@ pub struct IssuedToken {
     pub access_token: String,
     /// Seconds until the token's `exp`.
     pub expires_in: i64,
+    /// Whose session it belongs to (for audit events).
+    pub user_id: UserId,
+    pub session_id: SessionId,
 }
 
 /// What `/authorize` learns about a valid token.
@@ -31,6 +34,9 @@ pub enum RevokeScope {
     /// The token's session (the default).
     #[default]
     Session,
+    /// Every session of the token's user except the token's own, on every
+    /// instance ("sign out my other devices").
+    Others,
     /// Every session of the token's user, on every instance.
     All,
 }

@@ -39,6 +39,10 @@ pub enum ApiError {
     HeadersTooLarge(usize),
     #[error("no such endpoint")]
     NotFound,
+    /// Not one of the caller's live sessions (whether it exists is not
+    /// said).
+    #[error("no such session")]
+    SessionNotFound,
     #[error("method not allowed for this endpoint (allowed: {allow})")]
     MethodNotAllowed { allow: &'static str },
     #[error("missing bearer token in the Authorization header")]
@@ -95,7 +99,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::SessionNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::MissingToken | ApiError::BadCredentials | ApiError::Token(_) => {
                 StatusCode::UNAUTHORIZED
@@ -120,6 +124,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::HeadersTooLarge(_) => "headers_too_large",
             ApiError::NotFound => "not_found",
+            ApiError::SessionNotFound => "session_not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::MissingToken => "missing_token",
             ApiError::BadCredentials => "invalid_credentials",

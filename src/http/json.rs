@@ -31,8 +31,22 @@ pub struct TokenBody {
     pub access_token: String,
 }
 
-/// `{"access_token", "scope"?}` of /revoke; scope is "session" (default)
-/// or "all" (every session of the user, on every instance).
+/// `{"current_password", "new_password"}` of `POST /password`.
+#[derive(Debug, Deserialize)]
+pub struct PasswordChangeBody {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// `{"password"}` of `DELETE /account`.
+#[derive(Debug, Deserialize)]
+pub struct PasswordBody {
+    pub password: String,
+}
+
+/// `{"access_token", "scope"?}` of /revoke; scope is "session" (default),
+/// "others" (every other session of the user) or "all" (every session of
+/// the user), on every instance.
 #[derive(Debug, Deserialize)]
 pub struct RevokeBody {
     pub access_token: String,
@@ -45,13 +59,25 @@ pub struct RevokeBody {
 pub enum RevokeScopeField {
     #[default]
     Session,
+    Others,
     All,
+}
+
+impl RevokeScopeField {
+    pub fn label(self) -> &'static str {
+        match self {
+            RevokeScopeField::Session => "session",
+            RevokeScopeField::Others => "others",
+            RevokeScopeField::All => "all",
+        }
+    }
 }
 
 impl From<RevokeScopeField> for RevokeScope {
     fn from(f: RevokeScopeField) -> Self {
         match f {
             RevokeScopeField::Session => RevokeScope::Session,
+            RevokeScopeField::Others => RevokeScope::Others,
             RevokeScopeField::All => RevokeScope::All,
         }
     }

@@ -6,6 +6,7 @@
 //! mapping from failures to statuses ([`error`]). Nothing below this layer
 //! sees a hyper type.
 
+pub mod accounts;
 pub mod client_addr;
 pub mod error;
 pub mod json;

@@ -1,8 +1,14 @@
-//! Rate limits for sign-in and sign-up: per client address and per
-//! account (e-mail), with governor's GCRA limiters.
+//! Rate limits wherever a password is checked (sign-in, password change,
+//! account deletion) and at sign-up: per client address (governor's GCRA
+//! limiter, every attempt counts) and per account (e-mail; a GCRA of our
+//! own, because only *failed* password checks count against it).
 //!
 //! Passwords are guessed per account from many addresses, or across many
-//! accounts from one address; each limit catches one of the two. A refused
+//! accounts from one address; each limit catches one of the two. An
+//! attempt on an account takes a cell of its budget before the password is
+//! checked (so a burst of parallel guesses cannot all slip through) and
+//! gives it back when the password was right ([`RateLimits::refund`]): a
+//! user who signs in often is never limited, a guesser is. A refused
 //! request gets 429 with `Retry-After` (whole seconds, rounded up). Load
 //! tests switch the limits off with `rate_limit_enabled = false`.
 //!
@@ -27,6 +33,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
@@ -35,7 +42,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 pub struct RateLimits {
     per_ip: DefaultKeyedRateLimiter<u128>,
-    per_account: DefaultKeyedRateLimiter<u64>,
+    per_account: AccountLimiter,
     /// Keys the e-mail hash per process, so nobody can aim collisions.
     account_hasher: RandomState,
     max_keys: usize,
@@ -66,7 +73,7 @@ impl RateLimits {
         };
         let limits = Arc::new(RateLimits {
             per_ip: DefaultKeyedRateLimiter::keyed(ip),
-            per_account: DefaultKeyedRateLimiter::keyed(account),
+            per_account: AccountLimiter::new(account),
             account_hasher: RandomState::new(),
             max_keys: max_keys.max(1),
             clock: DefaultClock::default(),
@@ -86,7 +93,8 @@ impl RateLimits {
     }
 
     /// Counts one attempt by `ip` on `account`; refuses if either is over
-    /// its rate, or if a limiter's table is full.
+    /// its rate, or if a limiter's table is full. The account's cell is
+    /// given back by [`refund`](Self::refund) when the password was right.
     pub fn check(&self, ip: IpAddr, account: &str) -> Result<(), Limited> {
         let full = Limited {
             retry_after: SWEEP_INTERVAL,
@@ -102,10 +110,38 @@ impl RateLimits {
         let account_key = self.account_hasher.hash_one(account);
         self.per_ip
             .check_key(&ip_key(ip))
-            .and_then(|()| self.per_account.check_key(&account_key))
+            .map_err(|not_until| Limited {
+                retry_after: not_until.wait_time_from(now),
+            })?;
+        self.per_account
+            .take(account_key)
+            .map_err(|retry_after| Limited { retry_after })
+    }
+
+    /// Counts one attempt by `ip` only (sign-up checks no password).
+    pub fn check_address(&self, ip: IpAddr) -> Result<(), Limited> {
+        if self.per_ip.len() >= self.max_keys {
+            self.sweep();
+            if self.per_ip.len() >= self.max_keys {
+                ::metrics::counter!(crate::telemetry::metrics::RATE_LIMIT_TABLE_FULL).increment(1);
+                return Err(Limited {
+                    retry_after: SWEEP_INTERVAL,
+                });
+            }
+        }
+        let now = self.clock.now();
+        self.per_ip
+            .check_key(&ip_key(ip))
             .map_err(|not_until| Limited {
                 retry_after: not_until.wait_time_from(now),
             })
+    }
+
+    /// Gives back the cell an attempt on `account` took: its password was
+    /// right, and only failed checks count against an account.
+    pub fn refund(&self, account: &str) {
+        self.per_account
+            .give_back(self.account_hasher.hash_one(account));
     }
 
     /// Keys currently held by the (address, account) limiters.
@@ -118,7 +154,63 @@ impl RateLimits {
         self.per_ip.retain_recent();
         self.per_account.retain_recent();
         self.per_ip.shrink_to_fit();
-        self.per_account.shrink_to_fit();
+    }
+}
+
+/// A keyed GCRA (the algorithm governor uses) that can give a cell back.
+/// Each key holds its *theoretical arrival time* in nanoseconds since the
+/// limiter started; an attempt is allowed while that lies at most `burst`
+/// ahead of now, and moves it one `interval` further.
+struct AccountLimiter {
+    tats: DashMap<u64, u64>,
+    interval: u64,
+    burst: u64,
+    epoch: std::time::Instant,
+}
+
+impl AccountLimiter {
+    fn new(quota: Quota) -> Self {
+        let interval = quota.replenish_interval().as_nanos() as u64;
+        let cells = u64::from(quota.burst_size().get());
+        AccountLimiter {
+            tats: DashMap::new(),
+            interval,
+            burst: interval.saturating_mul(cells.saturating_sub(1)),
+            epoch: std::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn take(&self, key: u64) -> Result<(), Duration> {
+        let now = self.now();
+        let mut tat = self.tats.entry(key).or_insert(now);
+        let start = (*tat).max(now);
+        let ahead = start - now;
+        if ahead > self.burst {
+            return Err(Duration::from_nanos(ahead - self.burst));
+        }
+        *tat = start + self.interval;
+        Ok(())
+    }
+
+    fn give_back(&self, key: u64) {
+        if let Some(mut tat) = self.tats.get_mut(&key) {
+            *tat = tat.saturating_sub(self.interval);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.tats.len()
+    }
+
+    /// Drops keys whose budget is whole again.
+    fn retain_recent(&self) {
+        let now = self.now();
+        self.tats.retain(|_, tat| *tat > now);
+        self.tats.shrink_to_fit();
     }
 }
 
@@ -154,6 +246,23 @@ mod tests {
         let other = "c@example.com";
         assert!(limits.check(ip, other).is_err());
         assert!(RateLimits::new(false, 5, 2, 1000).is_none());
+    }
+
+    #[tokio::test]
+    async fn refunded_attempts_do_not_count() {
+        let limits = RateLimits::new(true, 1000, 2, 1000).unwrap();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let a = "a@example.com";
+        for _ in 0..10 {
+            assert!(limits.check(ip, a).is_ok());
+            limits.refund(a);
+        }
+        assert!(limits.check(ip, a).is_ok());
+        assert!(limits.check(ip, a).is_ok());
+        let refused = limits.check(ip, a).unwrap_err();
+        assert!(refused.retry_after > Duration::ZERO);
+        assert!(refused.retry_after <= Duration::from_secs(30));
+        assert!(limits.check_address(ip).is_ok());
     }
 
     #[tokio::test]

@@ -15,6 +15,10 @@
 //! | `GET /.well-known/jwks.json` | [`jwks`] | `TokenHandle::jwks` (no actor call) |
 //! | `GET /metrics` | [`metrics`] | none: Prometheus text from the recorder |
 //! | `GET /openapi.json` | [`openapi`] | none: the static OpenAPI document |
+//! | `GET /sessions`, `DELETE /sessions/{id}`, `POST /password`, `DELETE /account` | [`accounts`](super::accounts) | see there |
+//!
+//! Sign-up, sign-in, revocations and reuse detection are audit events
+//! ([`crate::audit`]), logged here inside the request's span.
 //!
 //! Which of these a listener serves is its [`Surface`]: with `admin_bind`
 //! set, `/metrics` moves from the public listener to the admin one.
@@ -26,6 +30,7 @@ use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use super::accounts;
 use super::client_addr::TrustedProxies;
 use super::json::{
     json_response, read_json, read_optional_json, BodyLimits, CredentialsBody, RevokeBody,
@@ -37,10 +42,13 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::rate_limit::RateLimits;
+use crate::actors::token::{TokenFailure, TokenRefusal};
 use crate::actors::user::UserFailure;
 use crate::actors::Services;
-use crate::domain::{Email, Password, SignInEmail};
+use crate::audit::{Action, AuditEvent, Auditor, Outcome};
+use crate::domain::{Email, Password, SessionOrigin, SignInEmail};
 use crate::telemetry::metrics as m;
+use hyper::header::USER_AGENT;
 
 /// What every handler can reach.
 pub struct AppContext {
@@ -53,6 +61,8 @@ pub struct AppContext {
     pub lifecycle: Arc<Lifecycle>,
     /// `None` when rate limiting is off.
     pub rate_limits: Option<Arc<RateLimits>>,
+    /// Audit events (whether they may name e-mails).
+    pub auditor: Auditor,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +79,10 @@ pub enum Endpoint {
     Jwks,
     Metrics,
     OpenApi,
+    Sessions,
+    SessionDelete,
+    Password,
+    Account,
 }
 
 impl Endpoint {
@@ -87,6 +101,10 @@ impl Endpoint {
             Endpoint::Jwks => "jwks",
             Endpoint::Metrics => "metrics",
             Endpoint::OpenApi => "openapi",
+            Endpoint::Sessions => "sessions",
+            Endpoint::SessionDelete => "session_delete",
+            Endpoint::Password => "password",
+            Endpoint::Account => "account",
         }
     }
 }
@@ -143,6 +161,16 @@ fn lookup(path: &str) -> Result<(&'static str, Endpoint), ApiError> {
         "/.well-known/jwks.json" => ("GET", Endpoint::Jwks),
         "/metrics" => ("GET", Endpoint::Metrics),
         "/openapi.json" => ("GET", Endpoint::OpenApi),
+        "/sessions" => ("GET", Endpoint::Sessions),
+        "/password" => ("POST", Endpoint::Password),
+        "/account" => ("DELETE", Endpoint::Account),
+        // Any id: a malformed one is the handler's 404, like an unknown one.
+        p if p
+            .strip_prefix("/sessions/")
+            .is_some_and(|id| !id.contains('/')) =>
+        {
+            ("DELETE", Endpoint::SessionDelete)
+        }
         _ => return Err(ApiError::NotFound),
     };
     Ok((allowed, endpoint))
@@ -159,8 +187,8 @@ pub async fn dispatch(
     match endpoint {
         Endpoint::SignUp => sign_up(request, client, ctx).await,
         Endpoint::SignIn => sign_in(request, client, ctx).await,
-        Endpoint::Refresh => refresh(request, ctx).await,
-        Endpoint::Revoke => revoke(request, ctx).await,
+        Endpoint::Refresh => refresh(request, client, ctx).await,
+        Endpoint::Revoke => revoke(request, client, ctx).await,
         Endpoint::Authorize => authorize(request, ctx).await,
         Endpoint::AuthorizeToken => authorize_token(request, ctx).await,
         Endpoint::Health => health(ctx).await,
@@ -169,24 +197,66 @@ pub async fn dispatch(
         Endpoint::Jwks => Ok(jwks(ctx)),
         Endpoint::Metrics => Ok(metrics()),
         Endpoint::OpenApi => Ok(openapi()),
+        Endpoint::Sessions => accounts::list_sessions(request, ctx).await,
+        Endpoint::SessionDelete => accounts::delete_session(request, client, ctx).await,
+        Endpoint::Password => accounts::change_password(request, client, ctx).await,
+        Endpoint::Account => accounts::delete_account(request, client, ctx).await,
     }
 }
 
-/// Counts an attempt on `account` (a case-folded e-mail) against the rate
-/// limits of the client address and the account.
-fn rate_limit(ctx: &AppContext, peer: IpAddr, account: &str) -> Result<(), ApiError> {
-    if let Some(limits) = &ctx.rate_limits {
-        limits.check(peer, account).map_err(|limited| {
-            ::metrics::counter!(m::RATE_LIMITED).increment(1);
-            tracing::info!(event = "rate_limited", client = %peer, "sign-in/sign-up refused: 429");
-            ApiError::RateLimited {
-                // Round up: "retry in 0 s" would invite an immediate retry.
-                retry_after_secs: limited.retry_after.as_secs()
-                    + u64::from(limited.retry_after.subsec_nanos() > 0),
-            }
-        })?;
+/// Counts a password check on `account` (a case-folded e-mail) against
+/// the rate limits of the client address and the account; [`refund`]
+/// gives the account's back when the password was right.
+pub(super) fn rate_limit(ctx: &AppContext, peer: IpAddr, account: &str) -> Result<(), ApiError> {
+    match &ctx.rate_limits {
+        Some(limits) => limits.check(peer, account).map_err(|l| limited(peer, l)),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// Counts an attempt of the client address only (sign-up).
+fn rate_limit_address(ctx: &AppContext, peer: IpAddr) -> Result<(), ApiError> {
+    match &ctx.rate_limits {
+        Some(limits) => limits.check_address(peer).map_err(|l| limited(peer, l)),
+        None => Ok(()),
+    }
+}
+
+/// The password checked on `account` was right: only failed checks count.
+pub(super) fn refund(ctx: &AppContext, account: &str) {
+    if let Some(limits) = &ctx.rate_limits {
+        limits.refund(account);
+    }
+}
+
+fn limited(peer: IpAddr, limited: super::rate_limit::Limited) -> ApiError {
+    ::metrics::counter!(m::RATE_LIMITED).increment(1);
+    tracing::info!(event = "rate_limited", client = %peer, "password check or sign-up refused: 429");
+    ApiError::RateLimited {
+        // Round up: "retry in 0 s" would invite an immediate retry.
+        retry_after_secs: limited.retry_after.as_secs()
+            + u64::from(limited.retry_after.subsec_nanos() > 0),
+    }
+}
+
+/// Where a session started by this request starts.
+fn origin_of(request: &Request<Incoming>, client: IpAddr) -> SessionOrigin {
+    SessionOrigin::new(
+        client,
+        request.headers().get(USER_AGENT).map(|v| v.as_bytes()),
+    )
+}
+
+/// Why a sign-up or sign-in failed, for its audit event.
+fn failure_reason(failure: &ApiError) -> &'static str {
+    match failure {
+        ApiError::BadCredentials => "bad_credentials",
+        ApiError::EmailTaken => "email_taken",
+        ApiError::RateLimited { .. } => "rate_limited",
+        ApiError::Overloaded => "overloaded",
+        ApiError::Fault(_) => "unavailable",
+        _ => "invalid_request",
+    }
 }
 
 /// Sign-up applies authd's rules to the e-mail and the password.
@@ -195,14 +265,44 @@ pub async fn sign_up(
     peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
+    let origin = origin_of(&request, peer);
     let body: CredentialsBody = read_json(request, &ctx.body).await?;
     let email = Email::parse(&body.email)?;
     let password = Password::parse(body.password)?;
-    rate_limit(ctx, peer, email.as_str())?;
-    let issued = ctx.services.users.sign_up(email, password).await?;
+    let typed = email.as_str().to_owned();
+    let result = match rate_limit_address(ctx, peer) {
+        Ok(()) => ctx
+            .services
+            .users
+            .sign_up(email, password, origin)
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    let (outcome, reason, user_id, session_id) = match &result {
+        Ok(issued) => (
+            Outcome::Success,
+            None,
+            Some(issued.user_id),
+            Some(issued.session_id),
+        ),
+        Err(e) => (Outcome::Failure, Some(failure_reason(e)), None, None),
+    };
+    ctx.auditor.record(
+        Action::SignUp,
+        outcome,
+        AuditEvent {
+            reason,
+            user_id,
+            session_id,
+            client: Some(peer),
+            email: Some(&typed),
+            ..AuditEvent::default()
+        },
+    );
     Ok(json_response(
         StatusCode::CREATED,
-        &TokenResponse::from(issued),
+        &TokenResponse::from(result?),
     ))
 }
 
@@ -213,46 +313,119 @@ pub async fn sign_in(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     // Sign-in does not: an account adopted from the old service may have a
     // password or an e-mail that sign-up would refuse today.
+    let origin = origin_of(&request, peer);
     let body: CredentialsBody = read_json(request, &ctx.body).await?;
     let email = SignInEmail::parse(&body.email)?;
     let password = Password::parse_presented(body.password)?;
-    rate_limit(ctx, peer, email.folded())?;
-    let issued = ctx
-        .services
-        .users
-        .sign_in(email, password)
-        .await
-        .inspect_err(|failure| {
-            if matches!(failure, UserFailure::BadCredentials) {
-                // An audit event: who guessed (the client, never the password).
-                tracing::info!(event = "signin_failed", client = %peer, "wrong e-mail or password");
+    let account = email.folded().to_owned();
+    let result = match rate_limit(ctx, peer, &account) {
+        Ok(()) => {
+            let answer = ctx.services.users.sign_in(email, password, origin).await;
+            // Only a wrong password counts against the account.
+            if !matches!(answer, Err(UserFailure::BadCredentials)) {
+                refund(ctx, &account);
             }
-        })?;
-    Ok(json_response(StatusCode::OK, &TokenResponse::from(issued)))
+            answer.map_err(ApiError::from)
+        }
+        Err(e) => Err(e),
+    };
+    let (outcome, reason, user_id, session_id) = match &result {
+        Ok(issued) => (
+            Outcome::Success,
+            None,
+            Some(issued.user_id),
+            Some(issued.session_id),
+        ),
+        Err(e) => (Outcome::Failure, Some(failure_reason(e)), None, None),
+    };
+    ctx.auditor.record(
+        Action::SignIn,
+        outcome,
+        AuditEvent {
+            reason,
+            user_id,
+            session_id,
+            client: Some(peer),
+            email: Some(&account),
+            ..AuditEvent::default()
+        },
+    );
+    Ok(json_response(StatusCode::OK, &TokenResponse::from(result?)))
 }
 
+/// Refreshes are counted by `TokenActor`, not logged; reuse detection is
+/// an audit event.
 pub async fn refresh(
     request: Request<Incoming>,
+    peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let body: TokenBody = read_json(request, &ctx.body).await?;
-    let issued = ctx.services.tokens.refresh(&body.access_token).await?;
-    Ok(json_response(StatusCode::OK, &TokenResponse::from(issued)))
+    let refreshed = ctx.services.tokens.refresh(&body.access_token).await;
+    if matches!(refreshed, Err(TokenFailure::Refused(TokenRefusal::Reused))) {
+        let who = ctx.services.tokens.identify(&body.access_token).await;
+        ctx.auditor.record(
+            Action::TokenReuse,
+            Outcome::Detected,
+            AuditEvent {
+                reason: Some("rotated_token_presented_again"),
+                user_id: who.map(|w| w.0),
+                session_id: who.map(|w| w.1),
+                client: Some(peer),
+                ..AuditEvent::default()
+            },
+        );
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &TokenResponse::from(refreshed?),
+    ))
 }
 
 pub async fn revoke(
     request: Request<Incoming>,
+    peer: IpAddr,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let body: RevokeBody = read_json(request, &ctx.body).await?;
-    ctx.services
+    let scope = body.scope.label();
+    let result = ctx
+        .services
         .tokens
         .revoke(&body.access_token, body.scope.into())
-        .await?;
+        .await;
+    let (outcome, reason, who) = match &result {
+        Ok(who) => (Outcome::Success, None, *who),
+        Err(f) => (Outcome::Failure, Some(token_reason(f)), None),
+    };
+    ctx.auditor.record(
+        Action::Revoke,
+        outcome,
+        AuditEvent {
+            reason,
+            user_id: who.map(|w| w.0),
+            session_id: who.map(|w| w.1),
+            client: Some(peer),
+            scope: Some(scope),
+            ..AuditEvent::default()
+        },
+    );
+    result?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "message": "Token revoked successfully." }),
     ))
+}
+
+/// Why a token was refused, for an audit event.
+fn token_reason(failure: &TokenFailure) -> &'static str {
+    match failure {
+        TokenFailure::Refused(TokenRefusal::Invalid) => "invalid_token",
+        TokenFailure::Refused(TokenRefusal::Expired) => "token_expired",
+        TokenFailure::Refused(TokenRefusal::Revoked) => "token_revoked",
+        TokenFailure::Refused(TokenRefusal::Reused) => "token_reused",
+        TokenFailure::Fault(_) => "unavailable",
+    }
 }
 
 pub async fn authorize(
@@ -367,7 +540,7 @@ pub fn metrics() -> Response<Full<Bytes>> {
 }
 
 /// The token of an `Authorization: Bearer <token>` header, if there is one.
-fn bearer_token(request: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+pub(super) fn bearer_token(request: &Request<Incoming>) -> Result<Option<String>, ApiError> {
     let Some(value) = request.headers().get(AUTHORIZATION) else {
         return Ok(None);
     };

@@ -10,6 +10,7 @@
 //! | a session this instance created, now durable | [`SessionCache::insert_committed`] | `TokenActor` (issue) |
 //! | the changes of a batch this instance committed | [`SessionCache::merge_batch`] | the [writer](super::writer) |
 //! | changes another instance committed | [`SessionCache::merge_from_peer`] | the [feed](super::feed) |
+//! | revocations of a password change or account deletion this instance committed | [`SessionCache::merge_account_revocations`] | `TokenActor` (session management) |
 //! | a session the database no longer has | [`SessionCache::forget`] | `TokenActor` (revoke conflict) |
 //! | sessions no longer live (expired or revoked) | [`SessionCache::prune`] | `TokenActor` (prune timer) |
 //! | a session read from the database on a miss | [`SessionCache::fold_loaded`] | `TokenActor` (read-through) |
@@ -67,6 +68,13 @@ impl SessionCache {
     /// catch-up read). Like [`merge_batch`](Self::merge_batch), only
     /// sessions already cached are touched.
     pub fn merge_from_peer(&self, changes: &[SessionChange]) {
+        self.merge_cached(changes);
+    }
+
+    /// The sessions a password change or an account deletion revoked, in
+    /// a transaction of this instance's own (outside the session writer),
+    /// now committed. Like the batches', only cached sessions are touched.
+    pub fn merge_account_revocations(&self, changes: &[SessionChange]) {
         self.merge_cached(changes);
     }
 

@@ -12,8 +12,14 @@ use super::{
     BatchOutcome, NewUser, SessionChange, SessionWrite, SigningKeyRecord, Store, StoreError,
     WriteOutcome,
 };
-use crate::domain::{Email, Session, SessionId, UserId};
+use crate::domain::{Email, Session, SessionId, SessionOrigin, UserId};
 use WriteOutcome::{Applied, Conflict};
+
+mod accounts;
+pub(crate) use accounts::{
+    deleting_a_user_leaves_revoked_tombstones, password_change_revokes_every_session,
+    revoke_user_can_spare_one_session, sessions_are_listed_newest_first_by_page,
+};
 
 /// What a backend's tests provide for the suite to run on that backend.
 pub(crate) trait Fixture: Sized {
@@ -54,7 +60,11 @@ macro_rules! suite {
             revoke_user_revokes_only_that_users_live_sessions,
             changes_since_reads_changes_from_the_cut_off,
             signing_keys_round_trip_oldest_first,
-            signing_secret_is_stored_once
+            signing_secret_is_stored_once,
+            sessions_are_listed_newest_first_by_page,
+            revoke_user_can_spare_one_session,
+            password_change_revokes_every_session,
+            deleting_a_user_leaves_revoked_tombstones
         );
 
         #[tokio::test]
@@ -186,8 +196,8 @@ pub(crate) async fn sessions_and_batches(store: &dyn Store) {
     let b = Session::start(user.id, 0, 1_000, 60_000);
     let outcomes = store
         .write_sessions(&[
-            SessionWrite::Create(a.clone()),
-            SessionWrite::Create(b.clone()),
+            SessionWrite::Create(a.clone(), SessionOrigin::default()),
+            SessionWrite::Create(b.clone(), SessionOrigin::default()),
         ])
         .await
         .expect("create");
@@ -226,7 +236,7 @@ pub(crate) async fn sessions_and_batches(store: &dyn Store) {
             id: b.id,
             revoked_at_ms: 2_002,
         },
-        SessionWrite::Create(c.clone()),
+        SessionWrite::Create(c.clone(), SessionOrigin::default()),
         SessionWrite::Revoke {
             id: missing,
             revoked_at_ms: 2_003,
@@ -247,8 +257,8 @@ pub(crate) async fn sessions_and_batches(store: &dyn Store) {
             issued_at_ms: 2_006,
         },
         // A duplicate id and a user that does not exist.
-        SessionWrite::Create(a.clone()),
-        SessionWrite::Create(orphan),
+        SessionWrite::Create(a.clone(), SessionOrigin::default()),
+        SessionWrite::Create(orphan, SessionOrigin::default()),
         // A chained rotation in the same batch.
         SessionWrite::Rotate {
             id: a.id,
@@ -337,10 +347,10 @@ pub(crate) async fn revoke_user_revokes_only_that_users_live_sessions(store: &dy
     let t1 = Session::start(bob.id, 0, 1_000, 60_000);
     store
         .write_sessions(&[
-            SessionWrite::Create(s1.clone()),
-            SessionWrite::Create(s2.clone()),
-            SessionWrite::Create(s3.clone()),
-            SessionWrite::Create(t1.clone()),
+            SessionWrite::Create(s1.clone(), SessionOrigin::default()),
+            SessionWrite::Create(s2.clone(), SessionOrigin::default()),
+            SessionWrite::Create(s3.clone(), SessionOrigin::default()),
+            SessionWrite::Create(t1.clone(), SessionOrigin::default()),
         ])
         .await
         .expect("create");
@@ -363,13 +373,15 @@ pub(crate) async fn revoke_user_revokes_only_that_users_live_sessions(store: &dy
             SessionWrite::RevokeUser {
                 user_id: alice.id,
                 revoked_at_ms: 2_100,
+                except: None,
             },
             // Created in the same batch: creates apply first, so the user
             // revocation catches it too.
-            SessionWrite::Create(s4.clone()),
+            SessionWrite::Create(s4.clone(), SessionOrigin::default()),
             SessionWrite::RevokeUser {
                 user_id: alice.id,
                 revoked_at_ms: 2_200,
+                except: None,
             },
             SessionWrite::Rotate {
                 id: t1.id,
@@ -417,6 +429,7 @@ pub(crate) async fn revoke_user_revokes_only_that_users_live_sessions(store: &dy
         .write_sessions(&[SessionWrite::RevokeUser {
             user_id: alice.id,
             revoked_at_ms: 3_000,
+            except: None,
         }])
         .await
         .expect("again");
@@ -431,7 +444,7 @@ pub(crate) async fn changes_since_reads_changes_from_the_cut_off(store: &dyn Sto
         std::array::from_fn(|_| Session::start(user.id, 0, 1_000, 60_000));
     let creates: Vec<_> = [&early, &rotated, &late, &untouched]
         .into_iter()
-        .map(|s| SessionWrite::Create(s.clone()))
+        .map(|s| SessionWrite::Create(s.clone(), SessionOrigin::default()))
         .collect();
     store.write_sessions(&creates).await.expect("create");
     store
@@ -478,9 +491,13 @@ pub(crate) async fn prune_deletes_expired_sessions_only(store: &dyn Store, chunk
     expired.push(last.clone());
     let edge = Session::start(user.id, 0, 1_000, 9_000);
     let live = Session::start(user.id, 0, 1_000, 60_000);
-    let mut creates: Vec<_> = expired.iter().cloned().map(SessionWrite::Create).collect();
-    creates.push(SessionWrite::Create(edge.clone()));
-    creates.push(SessionWrite::Create(live.clone()));
+    let mut creates: Vec<_> = expired
+        .iter()
+        .cloned()
+        .map(|s| SessionWrite::Create(s, SessionOrigin::default()))
+        .collect();
+    creates.push(SessionWrite::Create(edge.clone(), SessionOrigin::default()));
+    creates.push(SessionWrite::Create(live.clone(), SessionOrigin::default()));
     store.write_sessions(&creates).await.expect("create");
 
     let deleted = store.prune_sessions(10_000).await.expect("prune");

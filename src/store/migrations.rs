@@ -42,6 +42,11 @@ pub const POSTGRES: &[Migration] = &[
         name: "integer_ids_and_legacy",
         sql: include_str!("../../sql/postgres/0004_integer_ids_and_legacy.sql"),
     },
+    Migration {
+        version: 5,
+        name: "session_origin_and_account_deletion",
+        sql: include_str!("../../sql/postgres/0005_session_origin_and_account_deletion.sql"),
+    },
 ];
 
 pub const SQLITE: &[Migration] = &[
@@ -64,6 +69,11 @@ pub const SQLITE: &[Migration] = &[
         version: 4,
         name: "integer_ids_and_legacy",
         sql: include_str!("../../sql/sqlite/0004_integer_ids_and_legacy.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "session_origin_and_account_deletion",
+        sql: include_str!("../../sql/sqlite/0005_session_origin_and_account_deletion.sql"),
     },
 ];
 

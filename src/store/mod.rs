@@ -18,7 +18,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use crate::domain::SessionChange;
-use crate::domain::{Email, Session, SessionId, UserId};
+use crate::domain::{
+    Email, Session, SessionCursor, SessionId, SessionOrigin, SessionSummary, UserId,
+};
 use crate::fault::Fault;
 use crate::settings::{Database, Settings};
 
@@ -64,6 +66,9 @@ pub struct NewUser {
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub id: UserId,
+    /// As stored: normalised for authd's own accounts, the old spelling
+    /// for some adopted ones.
+    pub email: String,
     /// The integer id (see `Session::user_int_id`).
     pub int_id: i64,
     /// argon2id PHC string; empty while the password is still only the old
@@ -192,8 +197,9 @@ pub trait LegacyStore: Send + Sync {
 /// commit) and hands a whole batch to [`Store::write_sessions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionWrite {
-    /// A new session (sign-in or sign-up).
-    Create(Session),
+    /// A new session (sign-in, sign-up, password change, old token
+    /// exchanged) and where it was started.
+    Create(Session, SessionOrigin),
     /// Rotate `id` from generation `from_generation` to the next one, issued
     /// at `issued_at_ms`. Conditional: applies only if the stored generation
     /// is still `from_generation` and the session is not revoked, so two
@@ -206,9 +212,15 @@ pub enum SessionWrite {
     /// Revoke session `id` (idempotent). `Conflict` if there is no such
     /// session (pruned).
     Revoke { id: SessionId, revoked_at_ms: i64 },
-    /// Revoke every live session of a user ("logout everywhere"). Always
-    /// `Applied`; the sessions it revoked are in [`BatchOutcome::changes`].
-    RevokeUser { user_id: UserId, revoked_at_ms: i64 },
+    /// Revoke every live session of a user ("logout everywhere"), or every
+    /// one but `except` ("sign out my other devices"); either way the old
+    /// service's tokens of the user are closed too. Always `Applied`; the
+    /// sessions it revoked are in [`BatchOutcome::changes`].
+    RevokeUser {
+        user_id: UserId,
+        revoked_at_ms: i64,
+        except: Option<SessionId>,
+    },
 }
 
 /// What a batch did.
@@ -301,7 +313,47 @@ pub trait Store: Send + Sync + 'static {
         None
     }
 
+    /// The user with this id.
+    async fn find_user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
+
     async fn load_session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
+
+    /// Up to `limit` live sessions of `user` (not revoked, lifetime not
+    /// over at `now_ms`), newest first (by creation time, then id, both
+    /// descending), starting after `after` when given.
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        now_ms: i64,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>, StoreError>;
+
+    /// In one transaction: stores the user's new argon2id hash, closes the
+    /// old service's credentials of the account, and revokes every live
+    /// session of the user at `now_ms` (published to the change feed, like
+    /// a batch's changes). `None` if there is no such user.
+    async fn change_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<SessionChange>>, StoreError>;
+
+    /// In one transaction: revokes every session of the user at `now_ms`
+    /// (published, like a batch's changes) and strips them of their origin,
+    /// records an adopted account's old id as deleted (its old credentials
+    /// are never honoured again), and deletes the user, so the e-mail is
+    /// free. The revoked rows stay until their lifetime ends (pruned like
+    /// any other), so an instance catching up with [`changes_since`] still
+    /// learns of the revocations. `None` if there is no such user.
+    ///
+    /// [`changes_since`]: Store::changes_since
+    async fn delete_user(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> Result<Option<Vec<SessionChange>>, StoreError>;
 
     /// Applies a batch of session writes in one transaction. When this
     /// returns `Ok`, every applied write is durable (committed; on SQLite,

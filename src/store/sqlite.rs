@@ -45,7 +45,9 @@ use super::{
     migrations, BatchOutcome, FeedEvent, NewUser, SessionWrite, SigningKeyRecord, Store,
     StoreError, UserRecord, WriteOutcome,
 };
-use crate::domain::{Session, SessionChange, SessionId, UserId};
+use crate::domain::{Session, SessionChange, SessionCursor, SessionId, SessionSummary, UserId};
+
+mod accounts;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -54,8 +56,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const INSERT_USER: &str = "INSERT INTO users (id, email, password_hash, int_id) \
      VALUES (?1, ?2, ?3, (SELECT COALESCE(max(int_id), 2147483647) + 1 FROM users)) \
      RETURNING int_id";
-const FIND_USER: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed \
-     FROM users WHERE email = ?1";
+const FIND_USER: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed, \
+     email FROM users WHERE email = ?1";
 const LOAD_SESSION: &str = "SELECT id, user_id, generation, issued_at_ms, expires_at_ms, \
      revoked_at_ms IS NOT NULL, user_int_id FROM sessions WHERE id = ?1";
 const STORE_SECRET: &str =
@@ -66,8 +68,8 @@ const STORE_SECRET: &str =
 /// ambiguity between a join's `ON` and the upsert's `ON CONFLICT`.)
 const CREATE_SESSION: &str = "INSERT INTO sessions \
      (id, user_id, generation, issued_at_ms, expires_at_ms, revoked_at_ms, created_at_ms, \
-      user_int_id) \
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?4, ?7 \
+      user_int_id, client_address, user_agent) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?4, ?7, ?8, ?9 \
      WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) \
      ON CONFLICT (id) DO NOTHING";
 /// The updates return the final state of what they touched (a
@@ -83,9 +85,10 @@ const REVOKE_SESSION: &str = "UPDATE sessions SET revoked_at_ms = COALESCE(revok
          THEN max(updated_at_ms, ?2) ELSE updated_at_ms END \
      WHERE id = ?1 \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
+/// `?3` is the session spared (`scope: "others"`), `''` for none.
 const REVOKE_USER: &str = "UPDATE sessions SET revoked_at_ms = ?2, \
        updated_at_ms = max(updated_at_ms, ?2) \
-     WHERE user_id = ?1 AND revoked_at_ms IS NULL \
+     WHERE user_id = ?1 AND revoked_at_ms IS NULL AND id <> ?3 \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
 const CHANGES_SINCE: &str = "SELECT id, generation, issued_at_ms, revoked_at_ms IS NOT NULL \
      FROM sessions WHERE updated_at_ms >= ?1 ORDER BY updated_at_ms, id";
@@ -277,7 +280,7 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
     {
         let mut create = tx.prepare_cached(CREATE_SESSION)?;
         for (i, write) in batch.iter().enumerate() {
-            if let SessionWrite::Create(s) = write {
+            if let SessionWrite::Create(s, origin) = write {
                 let changed = create.execute(params![
                     s.id.0.to_string(),
                     s.user_id.0.to_string(),
@@ -286,6 +289,8 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
                     s.expires_at_ms,
                     s.revoked.then_some(s.issued_at_ms),
                     s.user_int_id,
+                    origin.client_address,
+                    origin.user_agent,
                 ])?;
                 outcomes[i] = applied(changed == 1);
             }
@@ -327,10 +332,12 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
             if let SessionWrite::RevokeUser {
                 user_id,
                 revoked_at_ms,
+                except,
             } = write
             {
+                let keep = except.map(|id| id.0.to_string()).unwrap_or_default();
                 let rows = revoke_user.query_map(
-                    params![user_id.0.to_string(), revoked_at_ms],
+                    params![user_id.0.to_string(), revoked_at_ms, keep],
                     change_from_row,
                 )?;
                 for change in rows {
@@ -387,6 +394,7 @@ impl Store for SqliteStore {
                         .query_row([email], |row| {
                             Ok(UserRecord {
                                 id: UserId(uuid_at(row, 0)?),
+                                email: row.get(5)?,
                                 int_id: row.get(1)?,
                                 password_hash: row.get(2)?,
                                 legacy_id: row.get(3)?,
@@ -398,6 +406,37 @@ impl Store for SqliteStore {
                 .map_err(|e| sqlite_error("find_user_by_email", e))
         })
         .await
+    }
+
+    async fn find_user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.user_by_id(id).await
+    }
+
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        now_ms: i64,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        self.sessions_of(user, now_ms, after, limit).await
+    }
+
+    async fn change_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<SessionChange>>, StoreError> {
+        self.replace_password(user, password_hash, now_ms).await
+    }
+
+    async fn delete_user(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> Result<Option<Vec<SessionChange>>, StoreError> {
+        self.remove_user(user, now_ms).await
     }
 
     async fn load_session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
@@ -625,6 +664,7 @@ mod tests {
             .write_sessions(&[SessionWrite::RevokeUser {
                 user_id: user.id,
                 revoked_at_ms: 5_000,
+                except: None,
             }])
             .await
             .expect("revoke");

@@ -13,6 +13,8 @@ mod authorize;
 mod concurrency;
 mod durability;
 mod health;
+mod password;
 mod refresh;
 mod revoke;
+mod sessions;
 mod supervisor;

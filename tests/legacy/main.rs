@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod accounts;
 mod schema;
 mod signin;
 mod timing;

@@ -143,3 +143,116 @@ async fn logout_everywhere_across_instances() {
         .await;
     reply.error(422, "invalid_request");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_others_and_a_password_change_reach_every_instance() {
+    let Some((_db, apps)) = cluster(2).await else {
+        return;
+    };
+    let (a, b) = (&apps[0], &apps[1]);
+    let user = email();
+    let first = a.signed_up(&user).await;
+    let second = b.signed_in(&user).await;
+    let mine = a.signed_in(&user).await;
+    for app in [a, b] {
+        for token in [&first, &second, &mine] {
+            app.authorized(token).await;
+        }
+    }
+    let reply = b
+        .post_json(
+            "/revoke",
+            &json!({ "access_token": mine, "scope": "others" }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    for app in [a, b] {
+        for token in [&first, &second] {
+            refused_within(app, token, Duration::from_secs(1)).await;
+        }
+        app.authorized(&mine).await;
+    }
+
+    // A password change on A ends B's cached session too, and a token
+    // just rotated away (inside the grace window) is not refreshed.
+    let rotated = b.refreshed(&mine).await;
+    a.authorized(&rotated).await;
+    let reply = a
+        .send(
+            a.request(reqwest::Method::POST, "/password")
+                .bearer_auth(&rotated)
+                .json(&json!({
+                    "current_password": crate::support::PASSWORD,
+                    "new_password": "another long passphrase",
+                })),
+        )
+        .await;
+    let fresh = reply.token(200);
+    refused_within(b, &rotated, Duration::from_secs(1)).await;
+    for app in [a, b] {
+        app.refresh(&mine)
+            .await
+            .unauthorized(&["token_revoked", "invalid_token"]);
+        app.refresh(&rotated)
+            .await
+            .unauthorized(&["token_revoked", "invalid_token"]);
+        app.authorized(&fresh).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_deletion_reaches_every_instance_even_one_that_missed_it() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let a = TestApp::spawn_on(Arc::clone(&db), &[]).await;
+    let c = TestApp::spawn_on(Arc::clone(&db), &[]).await;
+    // B reaches PostgreSQL through a proxy we can cut.
+    let mut proxy = TcpProxy::to_postgres().await;
+    let url = db.url_via(proxy.addr);
+    let b = TestApp::spawn_on(
+        Arc::clone(&db),
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("AUTHD_DB_TIMEOUT_MS", "500"),
+        ],
+    )
+    .await;
+    let user = email();
+    let first = a.signed_up(&user).await;
+    let second = b.signed_in(&user).await;
+    for app in [&a, &b, &c] {
+        app.authorized(&first).await;
+        app.authorized(&second).await;
+    }
+
+    // B goes deaf; the account is deleted on A meanwhile.
+    proxy.stop().await;
+    let reply = a
+        .send(
+            a.request(reqwest::Method::DELETE, "/account")
+                .bearer_auth(&first)
+                .json(&json!({ "password": crate::support::PASSWORD })),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    for token in [&first, &second] {
+        refused_within(&c, token, Duration::from_secs(1)).await;
+        refused_within(&a, token, Duration::from_secs(1)).await;
+    }
+    // B missed the notification: its cache still says "live".
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(b.authorize(&first).await.status, 200);
+    proxy.start().await;
+    // After reconnecting it catches up from the revoked rows the deletion
+    // left behind.
+    for token in [&first, &second] {
+        refused_within(&b, token, Duration::from_secs(10)).await;
+        b.refresh(token)
+            .await
+            .unauthorized(&["token_revoked", "invalid_token"]);
+    }
+    // The e-mail signs up again, on any instance.
+    let again = b.signed_up(&user).await;
+    c.authorized(&again).await;
+}

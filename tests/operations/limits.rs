@@ -1,4 +1,5 @@
-//! Rate limits on sign-in/sign-up, and equal time for unknown e-mails and
+//! Rate limits wherever a password is checked (sign-in, password change,
+//! account deletion) and on sign-up, and equal time for unknown e-mails and
 //! wrong passwords.
 
 use std::time::{Duration, Instant};
@@ -13,16 +14,23 @@ async fn signin_is_rate_limited_per_account_with_retry_after() {
             ("AUTHD_RATE_LIMIT_ENABLED", "true"),
             ("AUTHD_RATE_LIMIT_PER_ACCOUNT_PER_MINUTE", "3"),
             ("AUTHD_RATE_LIMIT_PER_IP_PER_MINUTE", "1000"),
+            ("AUTHD_SIGNIN_FAILURE_FLOOR_MS", "0"),
         ],
     )
     .await
     .expect("sqlite");
     let user = email();
-    app.signed_up(&user).await; // 1
-    app.signed_in(&user).await; // 2
-    app.signin(&user, "wrong password!")
-        .await
-        .error(401, "invalid_credentials"); // 3
+    // Only failed password checks count against an account: sign-up and
+    // successful sign-ins, however many, do not.
+    app.signed_up(&user).await;
+    for _ in 0..5 {
+        app.signed_in(&user).await;
+    }
+    for _ in 0..3 {
+        app.signin(&user, "wrong password!")
+            .await
+            .error(401, "invalid_credentials");
+    }
     let limited = app.signin(&user, PASSWORD).await;
     limited.error(429, "rate_limited");
     let retry_after: u64 = limited
@@ -33,7 +41,51 @@ async fn signin_is_rate_limited_per_account_with_retry_after() {
         .expect("Retry-After header in seconds");
     assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
     // Another account is not affected.
-    app.signed_up(&email()).await;
+    let other = email();
+    app.signed_up(&other).await;
+    app.signed_in(&other).await;
+}
+
+/// A wrong current password at `POST /password` (or `DELETE /account`)
+/// counts against the same per-account limit as a failed sign-in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_checks_share_the_per_account_limit() {
+    let app = spawn_app(
+        Backend::Sqlite,
+        &[
+            ("AUTHD_RATE_LIMIT_ENABLED", "true"),
+            ("AUTHD_RATE_LIMIT_PER_ACCOUNT_PER_MINUTE", "3"),
+            ("AUTHD_RATE_LIMIT_PER_IP_PER_MINUTE", "1000"),
+            ("AUTHD_SIGNIN_FAILURE_FLOOR_MS", "0"),
+        ],
+    )
+    .await
+    .expect("sqlite");
+    let user = email();
+    let token = app.signed_up(&user).await;
+    let change = |current: &'static str| {
+        app.request(reqwest::Method::POST, "/password")
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "current_password": current,
+                "new_password": "a new long passphrase",
+            }))
+    };
+    app.send(change("wrong password 1"))
+        .await
+        .error(401, "invalid_credentials");
+    let delete = app
+        .request(reqwest::Method::DELETE, "/account")
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "password": "wrong password 2" }));
+    app.send(delete).await.error(401, "invalid_credentials");
+    app.signin(&user, "wrong password 3")
+        .await
+        .error(401, "invalid_credentials");
+    app.send(change(PASSWORD)).await.error(429, "rate_limited");
+    app.signin(&user, PASSWORD).await.error(429, "rate_limited");
+    // The token itself is untouched.
+    assert_eq!(app.authorize(&token).await.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -133,12 +133,16 @@ async fn logs_carry_the_client_address() {
             .await;
         reply.error(401, "invalid_credentials");
         let event =
-            crate::support::wait_for("the signin_failed log line", Duration::from_secs(5), || {
+            crate::support::wait_for("the sign-in audit log line", Duration::from_secs(5), || {
                 let log = app.log();
                 async move {
                     log.lines()
                         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                        .find(|l| l["event"] == "signin_failed")
+                        .find(|l| {
+                            l["event"] == "audit"
+                                && l["action"] == "signin"
+                                && l["outcome"] == "failure"
+                        })
                 }
             })
             .await;

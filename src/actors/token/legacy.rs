@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::{TokenFailure, TokenHandle, TokenRefusal};
 use crate::domain::{
-    now_ms, Authorized, IssuedToken, LegacyTokenCodec, Session, TokenError, UserId,
+    now_ms, Authorized, IssuedToken, LegacyTokenCodec, Session, SessionOrigin, TokenError, UserId,
 };
 use crate::store::{LegacyStore, Store, StoreError, UserRecord};
 
@@ -135,7 +135,9 @@ impl LegacyTokens {
             Some(user) => user,
             None => self.adopt(old_id).await?,
         };
-        let session = tokens.start_session(user.id, user.int_id).await?;
+        let session = tokens
+            .start_session(user.id, user.int_id, SessionOrigin::default())
+            .await?;
         match legacy.record_exchange(&sha, session.id, now_ms()).await? {
             None => {
                 metrics::counter!(crate::telemetry::metrics::LEGACY_EXCHANGES).increment(1);
@@ -161,7 +163,9 @@ impl LegacyTokens {
                     Some(user) => user,
                     None => self.adopt(old_id).await?,
                 };
-                let session = tokens.start_session(user.id, user.int_id).await?;
+                let session = tokens
+                    .start_session(user.id, user.int_id, SessionOrigin::default())
+                    .await?;
                 match legacy.record_exchange(&sha, session.id, now_ms()).await? {
                     None => session.id,
                     Some(earlier) => {

@@ -20,83 +20,27 @@ use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
+mod failure;
 pub mod legacy;
+mod manage;
 
+pub use self::failure::{TokenFailure, TokenRefusal};
 use self::legacy::{LegacyRequest, LegacyTokens};
+pub use self::manage::ManageRequest;
 use super::{CallError, ChildSlot};
+use crate::audit::{self, Action, Outcome};
 use crate::domain::{
     now_ms, Authorized, Claims, IssuedToken, LegacyTokenCodec, RefreshDecision, RevokeScope,
-    Session, SessionId, TokenCodec, TokenError, UserId,
+    Session, SessionId, SessionOrigin, TokenCodec, UserId,
 };
 use crate::fault::Fault;
 use crate::keys::KeyRing;
 use crate::sessions::{BatchLimits, SessionCache, SessionWriter};
-use crate::store::{SessionWrite, Store, StoreError, WriteOutcome};
+use crate::store::{SessionWrite, Store, WriteOutcome};
 
 /// A request is re-dispatched at most this often (after a read-through or
 /// a lost race with another instance) before it gives up with 503.
 const MAX_ATTEMPTS: u8 = 3;
-
-/// Why a token request failed: the token was refused (the client's
-/// problem, 401), or the service failed ([`Fault`]: 503 or 500).
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum TokenFailure {
-    #[error(transparent)]
-    Refused(#[from] TokenRefusal),
-    #[error("token service {0}")]
-    Fault(#[from] Fault),
-}
-
-/// The ways a token can be refused: the only token failures that may
-/// leave as 401, so a fault (an unavailable store above all) cannot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenRefusal {
-    #[error("the token is invalid")]
-    Invalid,
-    #[error("the token has expired")]
-    Expired,
-    #[error("the session has been revoked or has ended")]
-    Revoked,
-    #[error("this token was already used; the session has been revoked")]
-    Reused,
-}
-
-impl TokenFailure {
-    /// The refusal, or the fault that is not one.
-    pub fn refusal(self) -> Result<TokenRefusal, Fault> {
-        match self {
-            TokenFailure::Refused(r) => Ok(r),
-            TokenFailure::Fault(f) => Err(f),
-        }
-    }
-}
-
-impl From<TokenError> for TokenFailure {
-    fn from(e: TokenError) -> Self {
-        match e {
-            TokenError::Expired => TokenFailure::Refused(TokenRefusal::Expired),
-            TokenError::Invalid | TokenError::UnknownKey => {
-                TokenFailure::Refused(TokenRefusal::Invalid)
-            }
-        }
-    }
-}
-
-impl From<CallError> for TokenFailure {
-    fn from(e: CallError) -> Self {
-        TokenFailure::Fault(e.into())
-    }
-}
-
-impl From<StoreError> for TokenFailure {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Fault(f) => TokenFailure::Fault(f),
-            // Session writes never insert users: a store bug.
-            StoreError::EmailTaken => TokenFailure::Fault(Fault::internal(e)),
-        }
-    }
-}
 
 type Reply<T> = RpcReplyPort<Result<T, TokenFailure>>;
 
@@ -107,8 +51,11 @@ pub enum TokenMsg {
     Issue {
         user_id: UserId,
         user_int_id: i64,
+        origin: SessionOrigin,
         reply: Reply<Session>,
     },
+    /// A user managing their own sessions and account (see [`manage`]).
+    Manage(ManageRequest),
     /// Revoke one session by id (a surplus session of a raced legacy
     /// exchange, or one whose exchanged old token was reused).
     RevokeSession { id: SessionId, reply: Reply<()> },
@@ -139,6 +86,8 @@ enum SessionOp {
     Revoke(Reply<()>),
     /// Revoke every session of the token's user ("logout everywhere").
     RevokeAll(Reply<()>),
+    /// Revoke every session of the token's user but the token's own.
+    RevokeOthers(Reply<()>),
     Authorize(Reply<Authorized>),
 }
 
@@ -147,10 +96,19 @@ impl SessionOp {
         // A caller that gave up (timeout) has dropped its port; ignore.
         match self {
             SessionOp::Refresh(r) => drop(r.send(Err(failure))),
-            SessionOp::Revoke(r) | SessionOp::RevokeAll(r) => drop(r.send(Err(failure))),
+            SessionOp::Revoke(r) | SessionOp::RevokeAll(r) | SessionOp::RevokeOthers(r) => {
+                drop(r.send(Err(failure)))
+            }
             SessionOp::Authorize(r) => drop(r.send(Err(failure))),
         }
     }
+}
+
+/// Which sessions a user-wide revocation ends.
+#[derive(Clone, Copy)]
+enum RevokeKind {
+    All,
+    Others,
 }
 
 /// What `TokenActor` needs; shared by every incarnation of the actor, so the
@@ -239,11 +197,13 @@ impl TokenHandle {
         &self,
         user_id: UserId,
         user_int_id: i64,
+        origin: SessionOrigin,
     ) -> Result<Session, TokenFailure> {
         self.slot
             .call(|reply| TokenMsg::Issue {
                 user_id,
                 user_int_id,
+                origin,
                 reply,
             })
             .await?
@@ -270,8 +230,9 @@ impl TokenHandle {
         &self,
         user_id: UserId,
         user_int_id: i64,
+        origin: SessionOrigin,
     ) -> Result<IssuedToken, TokenFailure> {
-        let session = self.start_session(user_id, user_int_id).await?;
+        let session = self.start_session(user_id, user_int_id, origin).await?;
         self.sign_session(&session)
     }
 
@@ -288,20 +249,37 @@ impl TokenHandle {
         sign(&self.keys.codec(), &session)
     }
 
-    /// Revokes the session of `token` (expired tokens accepted), or with
+    /// Revokes the session of `token` (expired tokens accepted), with
+    /// [`RevokeScope::Others`] every other session of its user, with
     /// [`RevokeScope::All`] every session of its user.
-    pub async fn revoke(&self, token: &str, scope: RevokeScope) -> Result<(), TokenFailure> {
+    /// Answers the token's user and session (`None` for an old service's
+    /// token).
+    pub async fn revoke(
+        &self,
+        token: &str,
+        scope: RevokeScope,
+    ) -> Result<Option<(UserId, SessionId)>, TokenFailure> {
         if scope == RevokeScope::Session {
             let revoke = |token, reply| LegacyRequest::Revoke { token, reply };
             if let Some(answer) = self.legacy_call(token, revoke).await {
-                return answer;
+                return answer.map(|()| None);
             }
         }
         let claims = self.keys.verify(token, true).await?;
+        let who = Some((claims.sub, claims.sid));
         match scope {
             RevokeScope::Session => self.session_call(claims, SessionOp::Revoke).await,
+            RevokeScope::Others => self.session_call(claims, SessionOp::RevokeOthers).await,
             RevokeScope::All => self.session_call(claims, SessionOp::RevokeAll).await,
         }
+        .map(|()| who)
+    }
+
+    /// The user and session a token of authd's names, if its signature is
+    /// good (expired or not): who an audit event is about.
+    pub async fn identify(&self, token: &str) -> Option<(UserId, SessionId)> {
+        let claims = self.keys.verify(token, true).await.ok()?;
+        Some((claims.sub, claims.sid))
     }
 
     pub async fn authorize(&self, token: &str) -> Result<Authorized, TokenFailure> {
@@ -379,8 +357,10 @@ impl Actor for TokenActor {
             TokenMsg::Issue {
                 user_id,
                 user_int_id,
+                origin,
                 reply,
-            } => state.issue(user_id, user_int_id, reply),
+            } => state.issue(user_id, user_int_id, origin, reply),
+            TokenMsg::Manage(request) => state.manage(request),
             TokenMsg::RevokeSession { id, reply } => state.revoke(id, move |result| {
                 let _ = reply.send(result);
             }),
@@ -408,12 +388,18 @@ impl Actor for TokenActor {
 }
 
 impl TokenState {
-    fn issue(&mut self, user_id: UserId, user_int_id: i64, reply: Reply<Session>) {
+    fn issue(
+        &mut self,
+        user_id: UserId,
+        user_int_id: i64,
+        origin: SessionOrigin,
+        reply: Reply<Session>,
+    ) {
         let session = Session::start(user_id, user_int_id, now_ms(), self.deps.session_ttl_ms);
         let deps = Arc::clone(&self.deps);
         let created = session.clone();
         self.writer.submit(
-            SessionWrite::Create(session),
+            SessionWrite::Create(session, origin),
             Box::new(move |written| {
                 let result = match written {
                     Ok(WriteOutcome::Applied) => {
@@ -460,6 +446,11 @@ impl TokenState {
             return op.fail(TokenFailure::Refused(TokenRefusal::Invalid));
         }
         let now = now_ms();
+        let op_kind = if matches!(op, SessionOp::RevokeOthers(_)) {
+            RevokeKind::Others
+        } else {
+            RevokeKind::All
+        };
         match op {
             SessionOp::Authorize(reply) => {
                 let result = if session.authorizes(claims.generation, now) {
@@ -487,17 +478,19 @@ impl TokenState {
                     });
                 }
             }
-            SessionOp::RevokeAll(reply) => {
+            SessionOp::RevokeAll(reply) | SessionOp::RevokeOthers(reply) => {
                 if !session.is_live(now) {
                     let _ = reply.send(Err(TokenFailure::Refused(TokenRefusal::Revoked)));
                     return;
                 }
+                let except = matches!(op_kind, RevokeKind::Others).then_some(session.id);
                 // The writer folds the revoked sessions into the cache
                 // before it calls back.
                 self.writer.submit(
                     SessionWrite::RevokeUser {
                         user_id: session.user_id,
                         revoked_at_ms: now,
+                        except,
                     },
                     Box::new(move |written| {
                         let _ = reply.send(written.map(|_| ()).map_err(TokenFailure::from));
@@ -506,8 +499,12 @@ impl TokenState {
             }
             SessionOp::Refresh(reply) => {
                 match session.decide_refresh(claims.generation, now, self.deps.refresh_grace_ms) {
-                    RefreshDecision::Rotate => self.rotate(session, claims, reply, attempts, now),
+                    RefreshDecision::Rotate => {
+                        audit::count(Action::Refresh, Outcome::Success);
+                        self.rotate(session, claims, reply, attempts, now)
+                    }
                     RefreshDecision::GraceDuplicate => {
+                        audit::count(Action::Refresh, Outcome::GraceDuplicate);
                         // The cache holds committed state only, so the
                         // current generation is already durable.
                         let _ = reply.send(Ok(session));
@@ -528,6 +525,7 @@ impl TokenState {
                         });
                     }
                     RefreshDecision::Refused => {
+                        audit::count(Action::Refresh, Outcome::Refused);
                         let _ = reply.send(Err(TokenFailure::Refused(TokenRefusal::Revoked)));
                     }
                 }
@@ -684,5 +682,7 @@ pub(super) fn sign(codec: &TokenCodec, session: &Session) -> Result<IssuedToken,
     Ok(IssuedToken {
         access_token,
         expires_in,
+        user_id: session.user_id,
+        session_id: session.id,
     })
 }

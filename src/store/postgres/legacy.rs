@@ -10,6 +10,11 @@
 //! own index of the old accounts by case-folded e-mail (`legacy_users`),
 //! filled by primary-key ranges (`id > max(legacy_id)`): accounts the old
 //! service creates while both run are picked up without scanning e-mails.
+//!
+//! An old account whose authd account was deleted is listed in
+//! `legacy_deleted` (written by the deletion, `accounts.rs`); every read
+//! here treats its old row as absent, so neither its bcrypt password nor
+//! its tokens open (or re-adopt) anything, and its e-mail is free.
 
 use async_trait::async_trait;
 use uuid::Uuid;
@@ -31,24 +36,29 @@ pub(super) const DETECT: &str = "SELECT to_regclass('public.users') IS NOT NULL 
            AND column_name = 'hashed_password')";
 
 const BY_EXACT_EMAIL: &str = "SELECT id::bigint, email, hashed_password, \
-     COALESCE(is_active, true) FROM public.users WHERE email = $1";
+     COALESCE(is_active, true) FROM public.users o WHERE email = $1 \
+     AND NOT EXISTS (SELECT 1 FROM legacy_deleted d WHERE d.legacy_id = o.id)";
 const BY_ID: &str = "SELECT id::bigint, email, hashed_password, COALESCE(is_active, true) \
-     FROM public.users WHERE id = $1";
-const IDS_BY_KEY: &str =
-    "SELECT legacy_id FROM legacy_users WHERE email_key = $1 ORDER BY legacy_id";
-const KEY_COUNT: &str = "SELECT count(*) FROM legacy_users WHERE email_key = $1";
+     FROM public.users o WHERE id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM legacy_deleted d WHERE d.legacy_id = o.id)";
+const IDS_BY_KEY: &str = "SELECT legacy_id FROM legacy_users l WHERE email_key = $1 \
+     AND NOT EXISTS (SELECT 1 FROM legacy_deleted d WHERE d.legacy_id = l.legacy_id) \
+     ORDER BY legacy_id";
+const KEY_COUNT: &str = "SELECT count(*) FROM legacy_users l WHERE email_key = $1 \
+     AND NOT EXISTS (SELECT 1 FROM legacy_deleted d WHERE d.legacy_id = l.legacy_id)";
 const NEWEST_INDEXED: &str = "SELECT COALESCE(max(legacy_id), 0) FROM legacy_users";
 const NEW_OLD_ROWS: &str =
     "SELECT id::bigint, email FROM public.users WHERE id > $1::bigint ORDER BY id LIMIT $2";
 const INDEX_ROWS: &str = "INSERT INTO legacy_users (legacy_id, email, email_key) \
      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING";
-const ADOPTED: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed \
-     FROM users WHERE legacy_id = $1";
+const ADOPTED: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed, \
+     email FROM users WHERE legacy_id = $1";
 const ADOPT: &str = "INSERT INTO users (id, email, password_hash, int_id, legacy_id) \
      VALUES ($1, $2, $3, $4, $4) ON CONFLICT (legacy_id) DO NOTHING";
 const UPGRADE: &str = "UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = ''";
-const TOKEN_OWNER: &str =
-    "SELECT user_id::bigint FROM public.access_tokens WHERE access_token = $1";
+const TOKEN_OWNER: &str = "SELECT user_id::bigint FROM public.access_tokens t \
+     WHERE access_token = $1 \
+     AND NOT EXISTS (SELECT 1 FROM legacy_deleted d WHERE d.legacy_id = t.user_id)";
 const EXCHANGED: &str =
     "SELECT session_id, exchanged_at_ms FROM legacy_exchanges WHERE token_sha256 = $1";
 const RECORD_EXCHANGE: &str = "INSERT INTO legacy_exchanges \

@@ -60,6 +60,7 @@ use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{AsyncMessage, Connection, NoTls, Row, Socket};
 use uuid::Uuid;
 
+mod accounts;
 mod errors;
 mod feed;
 mod legacy;
@@ -84,7 +85,7 @@ use super::{
     migrations, BatchOutcome, FeedEvent, LegacyStore, NewUser, PoolStatus, SessionWrite,
     SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
 };
-use crate::domain::{Session, SessionChange, SessionId, UserId};
+use crate::domain::{Session, SessionChange, SessionCursor, SessionId, SessionSummary, UserId};
 use crate::settings::PostgresTarget;
 
 /// The schema holding every table of authd's (see `migrations`).
@@ -117,22 +118,28 @@ const PRUNE_CHUNK: i64 = 5_000;
 
 const INSERT_USER: &str =
     "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING int_id";
-const FIND_USER: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed \
-     FROM users WHERE email = $1";
+const FIND_USER: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed, \
+     email FROM users WHERE email = $1";
 const LOAD_SESSION: &str = "SELECT id, user_id, generation, issued_at_ms, expires_at_ms, \
      revoked_at_ms IS NOT NULL, user_int_id FROM sessions WHERE id = $1";
 const STORE_SECRET: &str =
     "INSERT INTO service_secrets (name, value) VALUES ('hs256', $1) ON CONFLICT (name) DO NOTHING";
 
 /// Creates skip (and report as conflicts) ids that already exist and users
-/// that do not, instead of failing the whole batch on a constraint.
+/// that do not, instead of failing the whole batch on a constraint. The
+/// user's row is locked (`FOR KEY SHARE`, what a foreign key would take)
+/// until the batch commits, so an account deletion waits for it and then
+/// revokes the new session too, or the insert waits for the deletion and
+/// finds no user.
 const CREATE_SESSIONS: &str = "INSERT INTO sessions \
      (id, user_id, generation, issued_at_ms, expires_at_ms, revoked_at_ms, created_at_ms, \
-      user_int_id) \
-     SELECT v.id, v.user_id, v.generation, v.issued, v.expires, v.revoked, v.issued, v.int_id \
+      user_int_id, client_address, user_agent) \
+     SELECT v.id, v.user_id, v.generation, v.issued, v.expires, v.revoked, v.issued, v.int_id, \
+       v.address, v.agent \
      FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
-       $7::bigint[]) AS v(id, user_id, generation, issued, expires, revoked, int_id) \
-     WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.user_id) \
+       $7::bigint[], $8::text[], $9::text[]) \
+       AS v(id, user_id, generation, issued, expires, revoked, int_id, address, agent) \
+     WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.user_id FOR KEY SHARE) \
      ON CONFLICT (id) DO NOTHING \
      RETURNING id";
 /// The updates return the final state of what they touched (a
@@ -153,13 +160,14 @@ const REVOKE_SESSIONS: &str = "UPDATE sessions s \
      WHERE s.id = v.id \
      RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
 /// Also closes the old service's tokens of those users (see
-/// `users.legacy_tokens_closed`), in the same statement.
+/// `users.legacy_tokens_closed`), in the same statement. `keep` is the
+/// session spared (`scope: "others"`), the nil UUID for none.
 const REVOKE_USERS: &str = "WITH closed AS (UPDATE users SET legacy_tokens_closed = true \
        WHERE id = ANY($1::uuid[]) AND NOT legacy_tokens_closed) \
      UPDATE sessions s \
      SET revoked_at_ms = v.at, updated_at_ms = GREATEST(s.updated_at_ms, v.at) \
-     FROM UNNEST($1::uuid[], $2::bigint[]) AS v(user_id, at) \
-     WHERE s.user_id = v.user_id AND s.revoked_at_ms IS NULL \
+     FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[]) AS v(user_id, at, keep) \
+     WHERE s.user_id = v.user_id AND s.revoked_at_ms IS NULL AND s.id <> v.keep \
      RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
 /// One notification per payload, all in one round trip.
 const NOTIFY_CHANGES: &str = "SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p";
@@ -337,6 +345,37 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn find_user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+        self.user_by_id(id).await
+    }
+
+    async fn list_sessions(
+        &self,
+        user: UserId,
+        now_ms: i64,
+        after: Option<SessionCursor>,
+        limit: usize,
+    ) -> Result<Vec<SessionSummary>, StoreError> {
+        self.sessions_of(user, now_ms, after, limit).await
+    }
+
+    async fn change_password(
+        &self,
+        user: UserId,
+        password_hash: &str,
+        now_ms: i64,
+    ) -> Result<Option<Vec<SessionChange>>, StoreError> {
+        self.replace_password(user, password_hash, now_ms).await
+    }
+
+    async fn delete_user(
+        &self,
+        user: UserId,
+        now_ms: i64,
+    ) -> Result<Option<Vec<SessionChange>>, StoreError> {
+        self.remove_user(user, now_ms).await
+    }
+
     async fn load_session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
         let row = self
             .on_connection("load_session", move |c| {
@@ -374,6 +413,8 @@ impl Store for PostgresStore {
                                     &c.expires,
                                     &c.revoked,
                                     &c.user_int_ids,
+                                    &c.client_addresses,
+                                    &c.user_agents,
                                 ],
                             )
                             .await?;
@@ -410,7 +451,14 @@ impl Store for PostgresStore {
                     if !plan.user_revokes.ids.is_empty() {
                         let statement = tx.prepare_cached(REVOKE_USERS).await?;
                         let rows = tx
-                            .query(&statement, &[&plan.user_revokes.ids, &plan.user_revokes.at])
+                            .query(
+                                &statement,
+                                &[
+                                    &plan.user_revokes.ids,
+                                    &plan.user_revokes.at,
+                                    &plan.user_revoke_keeps,
+                                ],
+                            )
                             .await?;
                         if let Err(e) = record_rows(&mut changes, &rows) {
                             return Ok(Err(e));
@@ -540,10 +588,12 @@ impl Store for PostgresStore {
     }
 }
 
-/// A row `(id, int_id, password_hash, legacy_id, legacy_tokens_closed)`.
+/// A row `(id, int_id, password_hash, legacy_id, legacy_tokens_closed,
+/// email)`.
 pub(super) fn user_from_row(row: &Row) -> Result<UserRecord, tokio_postgres::Error> {
     Ok(UserRecord {
         id: UserId(row.try_get(0)?),
+        email: row.try_get(5)?,
         int_id: row.try_get(1)?,
         password_hash: row.try_get(2)?,
         legacy_id: row.try_get(3)?,
@@ -598,6 +648,7 @@ fn record_rows(changes: &mut ChangeSet, rows: &[Row]) -> Result<(), StoreError> 
 mod tests {
     use super::setup::{quote_ident, MAINTENANCE_DB};
     use super::*;
+    use crate::domain::SessionOrigin;
     use crate::store::conformance::{self, change, new_user, Fixture};
 
     fn target(dbname: &str) -> PostgresTarget {
@@ -694,7 +745,10 @@ mod tests {
         first.insert_user(&user).await.expect("insert");
         let session = Session::start(user.id, 0, 1_000, 60_000);
         first
-            .write_sessions(&[SessionWrite::Create(session.clone())])
+            .write_sessions(&[SessionWrite::Create(
+                session.clone(),
+                SessionOrigin::default(),
+            )])
             .await
             .expect("create");
         for generation in 0..5 {
@@ -873,10 +927,14 @@ mod tests {
             .map(|_| Session::start(crowd.id, 0, 1_000, 600_000))
             .collect();
         let mut creates = vec![
-            SessionWrite::Create(s1.clone()),
-            SessionWrite::Create(s2.clone()),
+            SessionWrite::Create(s1.clone(), SessionOrigin::default()),
+            SessionWrite::Create(s2.clone(), SessionOrigin::default()),
         ];
-        creates.extend(many.iter().cloned().map(SessionWrite::Create));
+        creates.extend(
+            many.iter()
+                .cloned()
+                .map(|s| SessionWrite::Create(s, SessionOrigin::default())),
+        );
         b.write_sessions(&creates).await.expect("create");
 
         let mut feed = a.subscribe().expect("postgres has a feed");
@@ -921,6 +979,7 @@ mod tests {
             .write_sessions(&[SessionWrite::RevokeUser {
                 user_id: crowd.id,
                 revoked_at_ms: 4_000,
+                except: None,
             }])
             .await
             .expect("revoke user");

@@ -1,6 +1,8 @@
 //! Batch writes (group commit): a batch of [`SessionWrite`]s regrouped
 //! into one array-valued statement per kind, and the outcomes read back.
 
+use std::collections::hash_map::Entry;
+
 use super::*;
 
 /// A batch of session writes regrouped into the arrays of one statement per
@@ -14,6 +16,9 @@ pub(super) struct Plan {
     pub(super) revokes: Revokes,
     /// `RevokeUser`s: user ids (and times) instead of session ids.
     pub(super) user_revokes: Revokes,
+    /// The session each user's revocation spares (the nil UUID: none), in
+    /// the order of `user_revokes`.
+    pub(super) user_revoke_keeps: Vec<Uuid>,
 }
 
 #[derive(Default)]
@@ -25,6 +30,8 @@ pub(super) struct Creates {
     pub(super) expires: Vec<i64>,
     pub(super) revoked: Vec<Option<i64>>,
     pub(super) user_int_ids: Vec<i64>,
+    pub(super) client_addresses: Vec<Option<String>>,
+    pub(super) user_agents: Vec<Option<String>>,
 }
 
 #[derive(Default)]
@@ -63,10 +70,13 @@ impl Plan {
         let mut revokes = Revokes::default();
         let mut revoked_ids = HashSet::new();
         let mut user_revokes = Revokes::default();
-        let mut revoked_users = HashSet::new();
+        let mut revoked_users: HashMap<Uuid, usize> = HashMap::new();
+        let mut keeps: Vec<Uuid> = Vec::new();
         for write in batch {
             match write {
-                SessionWrite::Create(s) => {
+                SessionWrite::Create(s, origin) => {
+                    creates.client_addresses.push(origin.client_address.clone());
+                    creates.user_agents.push(origin.user_agent.clone());
                     creates.ids.push(s.id.0);
                     creates.user_ids.push(s.user_id.0);
                     creates.user_int_ids.push(s.user_int_id);
@@ -102,11 +112,24 @@ impl Plan {
                 SessionWrite::RevokeUser {
                     user_id,
                     revoked_at_ms,
+                    except,
                 } => {
                     // Likewise; and one `UPDATE` may change a row only once.
-                    if revoked_users.insert(user_id.0) {
-                        user_revokes.ids.push(user_id.0);
-                        user_revokes.at.push(*revoked_at_ms);
+                    // Two revocations of one user sparing different
+                    // sessions together spare none.
+                    let keep = except.map_or(Uuid::nil(), |id| id.0);
+                    match revoked_users.entry(user_id.0) {
+                        Entry::Vacant(entry) => {
+                            entry.insert(keeps.len());
+                            user_revokes.ids.push(user_id.0);
+                            user_revokes.at.push(*revoked_at_ms);
+                            keeps.push(keep);
+                        }
+                        Entry::Occupied(entry) => {
+                            if keeps[*entry.get()] != keep {
+                                keeps[*entry.get()] = Uuid::nil();
+                            }
+                        }
                     }
                 }
             }
@@ -124,12 +147,18 @@ impl Plan {
             round.issued = rows.iter().map(|row| row.2).collect();
         }
         revokes.sort();
-        user_revokes.sort();
+        let mut users: Vec<(Uuid, i64, Uuid)> = (0..user_revokes.ids.len())
+            .map(|i| (user_revokes.ids[i], user_revokes.at[i], keeps[i]))
+            .collect();
+        users.sort_unstable_by_key(|row| row.0);
+        user_revokes.ids = users.iter().map(|row| row.0).collect();
+        user_revokes.at = users.iter().map(|row| row.1).collect();
         Plan {
             creates,
             rotation_rounds,
             revokes,
             user_revokes,
+            user_revoke_keeps: users.iter().map(|row| row.2).collect(),
         }
     }
 
@@ -161,7 +190,7 @@ impl Plan {
             .map(|write| match write {
                 // Removed once claimed: a second create of the same id in
                 // the batch is the one that was skipped.
-                SessionWrite::Create(s) => applied(created.remove(&s.id.0)),
+                SessionWrite::Create(s, _) => applied(created.remove(&s.id.0)),
                 SessionWrite::Rotate { id, .. } => {
                     let round = rounds_of.entry(id.0).or_insert(0);
                     let yes = rotated.get(*round).is_some_and(|r| r.contains(&id.0));
