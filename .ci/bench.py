@@ -89,14 +89,15 @@ def smoke(args):
     def check(name, r, requests_key="requests"):
         nonlocal failed
         errors = sum(r.get("errors", {}).values())
-        print(f"smoke {name:12} {r.get('rps', 0):>9.0f} req/s errors={errors}")
+        figure = f"{r['rps']:>9.0f} req/s" if "rps" in r else f"{r.get(requests_key, 0):>9} samples"
+        print(f"smoke {name:12} {figure} errors={errors}")
         failed |= bool(errors) or not r.get(requests_key)
 
     server = Server("sqlite", cheap=True)
     try:
         for scenario in SMOKE_SCENARIOS:
             check(scenario, authload(server.base, scenario, 4, 1, 0.5))
-        r = authload(server.base, "revoke", 4, 1, 0.5, ["--pool", "400"])
+        r = authload(server.base, "revoke", 4, 1, 0.5, ["--pool", "20000"])
         check("revoke", r)
         mixed = authload(server.base, "mixed", 4, 1, 0.5)
         ops = mixed.get("endpoints", {})
@@ -109,7 +110,7 @@ def smoke(args):
         load = authload(second.base, "refresh", 4, 3, 0, background=True)
         meter = Meter(first.db, first)
         meter.start()
-        seen = authload([first.base, second.base], "revoke-seen", 2, 1, 0.3, ["--pool", "60"])
+        seen = authload([first.base, second.base], "revoke-seen", 2, 1, 0.3, ["--pool", "2000"])
         cost = meter.stop()
         check("revoke-seen", seen, "samples")
         failed |= seen["never_seen"] > 0 or "commits_per_s" not in cost
@@ -145,9 +146,16 @@ def main():
     p.add_argument("--soak", action="store_true",
                    help="minutes of mixed load without scraping /metrics; report the memory slope")
     p.add_argument("--soak-minutes", type=float, default=3)
+    p.add_argument("--from-json", metavar="FILE",
+                   help="render (and with --write-readme write) a saved run instead of measuring")
     args = p.parse_args()
     if args.runs is None:
         args.runs = 3 if args.write_readme else 1
+    if args.from_json:
+        saved = json.load(open(args.from_json))
+        for key in ("runs", "duration", "warmup", "connections", "connections_high"):
+            setattr(args, key, saved["args"][key])
+        return render(saved["results"], saved["extra"], args)
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--bins"], cwd=ROOT, check=True)
     if args.smoke:
@@ -160,6 +168,8 @@ def main():
     peak = before
     for store in args.stores.split(","):
         results[store] = bench_store(store, args)
+        with open(os.path.join(tempfile.gettempdir(), f"authd-bench-{store}.json"), "w") as f:
+            json.dump(results[store], f, indent=1, default=str)
         peak = max(peak, loadavg())
     extra = {"cache": cache_footprint()}
     if "postgres" in results:
@@ -168,14 +178,20 @@ def main():
         if not args.no_startup:
             extra["startup_1m_s"] = startup_with_sessions()
     extra["load"] = (before, loadavg(), peak)
+    path = os.path.join(tempfile.gettempdir(), "authd-bench.json")
+    with open(path, "w") as f:
+        json.dump({"results": results, "extra": extra, "args": vars(args)}, f, indent=1, default=str)
+    print(f"raw results in {path} (render again with --from-json)", file=sys.stderr)
+    render(results, extra, args)
+
+
+def render(results, extra, args):
     text = table(results, args, extra)
     print(text)
     sizing = section(results["postgres"], args, extra) if "postgres" in results else None
     if sizing:
         print()
         print(sizing)
-    with open(os.path.join(tempfile.gettempdir(), "authd-bench.json"), "w") as f:
-        json.dump({"results": results, "extra": extra}, f, indent=1, default=str)
     if args.write_readme:
         ok = write_between("bench", text, ROOT)
         if sizing:

@@ -143,7 +143,7 @@ def authload_cmd(urls, scenario, connections, duration, warmup, extra=()):
 def authload(urls, scenario, connections, duration, warmup, extra=(), background=False):
     cmd = authload_cmd(urls, scenario, connections, duration, warmup, extra)
     if background:
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out = subprocess.run(cmd, capture_output=True, text=True)
     return parse(out.stdout, scenario, out.returncode, out.stderr)
 
@@ -153,6 +153,15 @@ def parse(stdout, scenario, code, stderr=""):
     if not lines:
         raise RuntimeError(f"authload {scenario} failed ({code}): {stderr[-2000:]}")
     return json.loads(lines[-1])
+
+
+def wait_setup(background):
+    """Blocks until a background authload has made its users and sessions
+    (its "setup done" line on stderr): its warm-up starts then."""
+    for line in background.stderr:
+        if "setup done" in line:
+            return
+    raise RuntimeError("authload ended before its setup was done")
 
 
 def finish(background, scenario):

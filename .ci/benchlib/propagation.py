@@ -8,7 +8,7 @@ probe's sessions are made in its setup, and nothing measured here hashes."""
 import sys
 import time
 
-from .proc import Server, authload, finish
+from .proc import Server, authload, finish, wait_setup
 from .runs import median_dict
 
 
@@ -25,7 +25,9 @@ def propagation(args, refresh_conns=24, authorize_conns=16, probes=4):
                                                        background=True)))
                 background.append(("authorize", authload(server.base, "authorize", authorize_conns,
                                                          span, 0, background=True)))
-            time.sleep(1.5)
+            for _, p in background:
+                wait_setup(p)
+            time.sleep(1)
             seen = authload([first.base, second.base], "revoke-seen", probes, args.duration,
                             args.warmup, ["--pool", str(args.seen_pool)])
             done = [(name, finish(p, name)) for name, p in background]

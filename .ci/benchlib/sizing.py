@@ -55,11 +55,14 @@ def section(pg, args, extra, target_signins=500, target_refreshes=50_000):
             f"| PostgreSQL per 1,000 refreshes/s ({name}) | {c['commits_per_1k']:.0f} commits/s, "
             f"{c['wal_bytes_per_1k'] / 1024:.0f} KiB/s WAL, {c['pg_cores_per_1k']:.3f} cores | "
             f"{c['commits_per_s']:.0f} commits/s, {c['wal_bytes_per_s'] / 2 ** 20:.1f} MiB/s WAL, "
-            f"{c['pg_cores']:.2f} cores at {c['rps']:.0f} refreshes/s |")
+            f"{c['pg_cores']:.2f} cores at {c['rps']:.0f} refreshes/s; other databases "
+            f"{c.get('other_commits_per_s', 0):.0f} commits/s meanwhile |")
     lines.append(
         f"| PostgreSQL per sign-in | {signin['commits_per_1k'] / 1000:.2f} commits, "
         f"{signin['wal_bytes_per_1k'] / 1000:.0f} B WAL, {signin['pg_cores_per_1k']:.4f} cores per "
-        f"1,000/s | signin run |")
+        f"1,000/s | signin run, {signin['rps']:.0f}/s; other databases "
+        f"{signin.get('other_commits_per_s', 0):.0f} commits/s meanwhile (at this rate their WAL can "
+        f"dominate) |")
     lines.append(f"| authd memory per million live sessions | {cache * 1e6 / 2 ** 20:.0f} MiB "
                  f"({cache:.0f} B each) | `authd cache-footprint --sessions 1000000` |")
     if row:
@@ -68,8 +71,10 @@ def section(pg, args, extra, target_signins=500, target_refreshes=50_000):
                      f"{row['bytes'] / 2 ** 20:.1f} MiB after the bench |")
     lines.append("")
     lines.append("Commits are the benchmark database's `xact_commit` delta (`pg_stat_database`); WAL is "
-                 "the `pg_current_wal_lsn()` delta and PostgreSQL CPU the time of every `postgres` "
-                 "process, both cluster-wide, so other builds using the same PostgreSQL add to them.")
+                 "the `pg_current_wal_lsn()` delta, cluster-wide, so other builds using the same "
+                 "PostgreSQL add to it (their commits are named beside); PostgreSQL CPU is the /proc "
+                 "time of the benchmark database's backends plus the WAL writer, checkpointer and "
+                 "background writer.")
     lines.append("")
     # Extrapolation: linear in each figure, one 2-vCPU instance like this machine.
     per_instance_hash = threads * 1000 / hash_ms

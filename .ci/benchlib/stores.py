@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 
 from .dbcost import Meter
-from .proc import Server, authload, finish, hash_cost
+from .proc import Server, authload, finish, hash_cost, wait_setup
 from .runs import median_dict, median_of
 
 LOW = ["health", "authorize", "refresh", "mixed", "signin", "signup"]
@@ -27,13 +27,15 @@ def log(store, name, r):
 
 def metered(server, scenario, connections, args, extra=()):
     """An authload run with the database cost meter over its steady middle
-    (after the warm-up, ending a second before the window closes)."""
+    (from just after the warm-up, which starts when authload's setup is
+    done, to just before the window closes)."""
     load = authload(server.base, scenario, connections, args.duration, args.warmup, extra,
                     background=True)
     meter = Meter(server.db, server)
-    time.sleep(args.warmup + 0.5)
+    wait_setup(load)
+    time.sleep(args.warmup + 0.3)
     meter.start()
-    time.sleep(max(args.duration - 1.5, 0.5))
+    time.sleep(max(args.duration - 0.8, 0.5))
     cost = meter.stop()
     r = finish(load, scenario)
     cost["rps"] = r["rps"]
@@ -47,9 +49,9 @@ def metered(server, scenario, connections, args, extra=()):
 
 
 def pool_size(refresh_rps, args):
-    """Sessions to make for a revoke run: 1.5x what revoking at the refresh
+    """Sessions to make for a revoke run: 2x what revoking at the refresh
     rate would use in warm-up and window."""
-    return int(max(refresh_rps, 1000) * (args.warmup + args.duration) * 1.5)
+    return int(max(refresh_rps, 2000) * (args.warmup + args.duration) * 2)
 
 
 def bench_store(store, args):
@@ -76,7 +78,7 @@ def bench_store(store, args):
             # Refresh measured while another client saturates sign-in hashing.
             storm = authload(server.base, "signin", low, args.duration + args.warmup + 2, 0,
                              background=True)
-            time.sleep(1)
+            wait_setup(storm)
             r = authload(server.base, "refresh", low, args.duration, args.warmup)
             runs["refresh_storm"].append(r)
             runs["storm_signin"].append(finish(storm, "signin"))
@@ -107,12 +109,16 @@ def revoke_vs_refresh(store, args):
             runs["refresh"].append(r)
             log(store, f"cheap refresh #{i + 1}", r)
             pool = pool_size(r["rps"], args)
-            r = authload(server.base, "revoke", args.connections, args.duration, args.warmup,
-                         ["--pool", str(pool)])
+            for _ in range(3):
+                r = authload(server.base, "revoke", args.connections, args.duration, args.warmup,
+                             ["--pool", str(pool)])
+                if not r.get("pool", {}).get("exhausted_connections"):
+                    break
+                # A connection that ran out stopped early: measure again with more.
+                print(f"  the revoke pool of {pool} ran out; again with {pool * 2}", file=sys.stderr)
+                pool *= 2
             runs["revoke"].append(r)
             log(store, f"revoke #{i + 1}", r)
-            if r.get("pool", {}).get("exhausted_connections"):
-                print(f"  warning: the revoke pool of {pool} ran out", file=sys.stderr)
         out = {key: median_of(results) for key, results in runs.items()}
         out["hash_label"] = server.hash_label
         out["rss_mib"] = server.rss_mib()
