@@ -47,7 +47,7 @@ from benchlib.propagation import propagation  # noqa: E402
 from benchlib.report import table, write_between  # noqa: E402
 from benchlib.sizing import section  # noqa: E402
 from benchlib.soak import soak  # noqa: E402
-from benchlib.stores import bench_store  # noqa: E402
+from benchlib.stores import bench_store, revoke_vs_refresh  # noqa: E402
 
 SMOKE_SCENARIOS = ["health", "authorize", "refresh", "mixed", "signin", "signup", "multi-tab", "replay"]
 
@@ -146,6 +146,8 @@ def main():
     p.add_argument("--soak", action="store_true",
                    help="minutes of mixed load without scraping /metrics; report the memory slope")
     p.add_argument("--soak-minutes", type=float, default=3)
+    p.add_argument("--redo-revoke", action="store_true",
+                   help="with --from-json: measure revoke alone again (each store), save, render")
     p.add_argument("--from-json", metavar="FILE",
                    help="render (and with --write-readme write) a saved run instead of measuring")
     args = p.parse_args()
@@ -155,6 +157,11 @@ def main():
         saved = json.load(open(args.from_json))
         for key in ("runs", "duration", "warmup", "connections", "connections_high"):
             setattr(args, key, saved["args"][key])
+        if args.redo_revoke:
+            for store, result in saved["results"].items():
+                result["revoke_pair"] = revoke_vs_refresh(store, args)
+            with open(args.from_json, "w") as f:
+                json.dump(saved, f, indent=1, default=str)
         return render(saved["results"], saved["extra"], args)
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--bins"], cwd=ROOT, check=True)

@@ -142,6 +142,8 @@ def table(all_results, args, extra):
             f"~{seen['samples']:.0f} samples; worst max {seen['worst_max_ms']:.2f} ms; never seen "
             f"within 5 s: {seen['never_seen_total']}; errors {seen['errors']}). "
             f"`authload --scenario revoke-seen --url A --url B`.")
+    lines.append("")
+    lines += goals(all_results, args, extra)
     if "startup_1m_s" in extra:
         lines.append("")
         lines.append(f"Start-up with 1,000,000 live sessions in PostgreSQL: {extra['startup_1m_s']:.2f} s "
@@ -159,3 +161,54 @@ def write_between(marker, text, root):
     _, after = rest.split(end, 1)
     open(path, "w").write(before + start + "\n" + text + "\n" + end + after)
     return True
+
+
+def goals(all_results, args, extra):
+    """The performance issue's goals, checked against this run's medians."""
+    low, high = args.connections, args.connections_high
+    rows = ["| goal (issue 15) | " + " | ".join(all_results) + " |",
+            "| --- |" + " --- |" * len(all_results)]
+
+    def verdict(ok, text):
+        return f"met: {text}" if ok else f"**not met**: {text}"
+
+    def row(name, fn):
+        rows.append(f"| {name} | " + " | ".join(fn(r) for r in all_results.values()) + " |")
+
+    def share(r, key, health, goal, p99=None):
+        ratio = r[key]["rps"] / r[health]["rps"]
+        ok = ratio >= goal and (p99 is None or r[key]["p99_ms"] < p99)
+        text = f"{ratio:.0%}" + (f", p99 {r[key]['p99_ms']:.1f} ms" if p99 else "")
+        if ratio < goal:
+            text += f" ({goal - ratio:.0%} short)"
+        return verdict(ok, text)
+
+    row(f"refresh ≥ 50% of health at {low} connections, p99 < 10 ms",
+        lambda r: share(r, "refresh", "health", 0.5, 10))
+    row(f"refresh ≥ 60% of health at {high} connections",
+        lambda r: share(r, f"refresh_{high}", f"health_{high}", 0.6))
+    row(f"authorize ≥ 75% of health at {low} connections",
+        lambda r: share(r, "authorize", "health", 0.75))
+
+    def revoke(r):
+        ratios = sorted(r["revoke_pair"]["ratios"])
+        m = ratios[len(ratios) // 2]
+        return verdict(m >= 0.9, f"{m:.0%} of refresh" + ("" if m >= 0.9 else f" ({0.9 - m:.0%} short)"))
+
+    row("revoke alone ≥ 90% of refresh", revoke)
+    per = extra["cache"]["bytes_per_session"]
+
+    def memory(r):
+        budget = BUDGET_MIB + r["cached_sessions"] * per / 2 ** 20
+        rss = r["final_rss_mib"]
+        return verdict(rss <= budget, f"{rss:.1f} of {budget:.1f} MiB"
+                       + ("" if rss <= budget else f" ({rss - budget:.1f} MiB over)"))
+
+    row("resident memory after the bench ≤ 64 MiB + session cache", memory)
+    seen = extra.get("propagation")
+    if seen:
+        ok = seen["p99_ms"] < 50 and seen["never_seen_total"] == 0
+        cell = verdict(ok, f"p99 {seen['p99_ms']:.1f} ms, max {seen['worst_max_ms']:.1f} ms")
+        rows.append("| revocation seen by another instance, p99 < 50 ms | " + " | ".join(
+            cell if s == "postgres" else "—" for s in all_results) + " |")
+    return rows
