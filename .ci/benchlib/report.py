@@ -71,8 +71,8 @@ def table(all_results, args, extra):
     lines.append("")
     any_store = all_results[stores[0]]
     lines.append(f"Hashing: *default* is {any_store['hash_label']}; *cheap* is "
-                 f"{any_store['revoke_pair']['hash_label']}, a second server whose sign-ins made the "
-                 f"revoked sessions in authload's setup, before the timed window "
+                 f"{any_store['revoke_pair']['hash_label']}, a fresh server per run whose sign-ins made "
+                 f"the revoked sessions in authload's setup, before the timed window "
                  f"(`authload --scenario revoke --pool N`). *mixed* is, per connection, a sign-in, "
                  f"20 times a refresh followed by 5 authorizes, then a revoke, looping; per operation "
                  f"(default hashing, {low} connections):")

@@ -5,7 +5,7 @@ first minute's warm-up) in MiB per minute, per store. Cheap hashing
 
 import time
 
-from .proc import CHEAP_LABEL, Server, authload, parse
+from .proc import Server, authload, parse
 
 
 def soak(args):
@@ -18,7 +18,7 @@ def soak(args):
     for store in args.stores.split(","):
         # Cheap hashing so the sign-ins of the mixed loop do not dominate;
         # labelled as such in the output.
-        server = Server(store, cheap=True)
+        server = Server(store, {"AUTHD_ARGON2_M_KIB": "1024", "AUTHD_ARGON2_T": "1"})
         idle = server.rss_mib()
         loads = [
             authload(server.base, "refresh", 24, seconds, 0, background=True),
@@ -48,7 +48,7 @@ def soak(args):
         print(f"soak {store:8} idle {idle:.1f} MiB, after warm-up {tail[0][1]:.1f} -> {tail[-1][1]:.1f} MiB "
               f"(peak {results[store]['peak']:.1f}), slope {slope:+.3f} MiB/min over {seconds - warm} s; "
               f"{requests} requests ({requests / seconds:.0f}/s: refresh 24 + authorize 16 + mixed 8 "
-              f"connections, {CHEAP_LABEL}), errors {errors}, no /metrics scrape")
+              f"connections, argon2 m=1024 t=1), errors {errors}, no /metrics scrape")
         last = [m for t, m in samples if t >= seconds - 60]
         results[store]["last_minute_mib"] = (last[-1] - last[0]) if len(last) > 1 else 0.0
         print(f"  change over the last minute: {results[store]['last_minute_mib']:+.2f} MiB")

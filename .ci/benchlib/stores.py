@@ -2,8 +2,8 @@
 on a server with the default argon2 cost, health / authorize / refresh /
 mixed / signin / signup at `--connections`, health / authorize / refresh at
 `--connections-high`, each metered for its database and authd CPU cost
-(`dbcost`), and refresh during a sign-in storm. Then, on a second server with cheap hashing
-(labelled), refresh and revoke alone, the revoked sessions made in
+(`dbcost`), and refresh during a sign-in storm. Then, on a fresh server with cheap hashing per
+run (labelled), refresh and revoke alone, the revoked sessions made in
 authload's setup before the timed window. Resident memory is read after
 all of it, with the number of cached sessions."""
 
