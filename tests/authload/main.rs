@@ -12,6 +12,7 @@ mod support;
 mod harness;
 mod loops;
 mod outputs;
+mod pools;
 mod report;
 mod scenarios;
 mod standin;

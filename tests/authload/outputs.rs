@@ -15,8 +15,9 @@ async fn time_series_as_json_lines_and_csv() {
     let jsonl = dir.path().join("series.jsonl");
     let csv = dir.path().join("series.csv");
 
-    // The revoke scenario sends two operations (revoke, then signin).
-    let mut args = short(&app.address, "revoke", "2");
+    // The mixed loop sends four operations (sign-in, refresh, authorize,
+    // revoke); refresh and authorize come every second.
+    let mut args = short(&app.address, "mixed", "2");
     let jsonl_arg = jsonl.display().to_string();
     args.extend(["--out", &jsonl_arg]);
     let json = authload(&args).await.ok_json();
@@ -29,8 +30,22 @@ async fn time_series_as_json_lines_and_csv() {
     let seconds: BTreeSet<u64> = rows.iter().map(|r| u(&r["second"])).collect();
     let ops: BTreeSet<&str> = rows.iter().map(|r| r["op"].as_str().unwrap()).collect();
     assert_eq!(seconds, BTreeSet::from([0, 1]), "{rows:?}");
-    assert_eq!(ops, BTreeSet::from(["revoke", "signin"]));
-    assert_eq!(rows.len(), 4);
+    assert!(
+        ops.is_superset(&BTreeSet::from(["refresh", "authorize"])),
+        "{ops:?}"
+    );
+    assert!(ops.is_subset(&BTreeSet::from([
+        "signin",
+        "refresh",
+        "authorize",
+        "revoke"
+    ])));
+    let pairs: BTreeSet<(u64, &str)> = rows
+        .iter()
+        .map(|r| (u(&r["second"]), r["op"].as_str().unwrap()))
+        .collect();
+    assert_eq!(pairs.len(), rows.len(), "one row per second and operation");
+    assert!(rows.len() >= 4);
     let counted: u64 = rows.iter().map(|r| u(&r["count"])).sum();
     assert_eq!(counted, u(&json["requests"]));
     for r in &rows {

@@ -92,8 +92,8 @@ async fn the_html_report_renders_its_charts_in_chromium() {
     let app = spawn_app(Backend::Sqlite, &[]).await.expect("sqlite app");
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("report.html");
-    // Two operations (revoke and sign-in) and a threshold in the report.
-    let mut args = short(&app.address, "revoke", "2");
+    // Several operations (the mixed loop) and a threshold in the report.
+    let mut args = short(&app.address, "mixed", "2");
     let page_arg = page.display().to_string();
     args.extend(["--report", &page_arg, "--threshold", "p99<1h"]);
     authload(&args).await.ok_json();
@@ -116,12 +116,12 @@ async fn the_html_report_renders_its_charts_in_chromium() {
         return;
     };
     let dom = String::from_utf8_lossy(&dom.stdout);
-    // The throughput chart: revoke, signin and errors; latency: p50 and
-    // p99; percentiles: revoke, signin and all.
+    // The throughput chart: refresh, authorize and errors; latency: p50
+    // and p99; percentiles: refresh, authorize and all.
     for (chart, series) in [
-        ("throughput", &["revoke", "signin", "errors"][..]),
+        ("throughput", &["refresh", "authorize", "errors"][..]),
         ("latency", &["p50", "p99"][..]),
-        ("percentiles", &["revoke", "signin", "all"][..]),
+        ("percentiles", &["refresh", "authorize", "all"][..]),
     ] {
         let start = dom
             .find(&format!("<svg id=\"{chart}\""))

@@ -46,6 +46,15 @@ pub struct Args {
     /// Multi-tab storm: how many sessions the connections (the tabs) share.
     #[arg(long, default_value_t = 4)]
     pub sessions: usize,
+    /// `revoke` and `revoke-seen`: sessions signed in during setup, before
+    /// the timed window, spread over the connections; each timed request
+    /// revokes one of them (a connection whose share runs out stops).
+    #[arg(long, default_value_t = 2000)]
+    pub pool: usize,
+    /// `revoke-seen`: how long the second instance may keep accepting a
+    /// revoked token before the sample counts as never seen.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub seen_within: Duration,
     /// Password of the load users (at least 8 characters).
     #[arg(long, default_value = "load-test-password")]
     pub password: String,
@@ -83,13 +92,18 @@ pub enum Scenario {
     Signup,
     Signin,
     Refresh,
+    /// Revoke sessions made in setup (`--pool`), one per request.
     Revoke,
     Authorize,
+    /// Per connection: sign in, 20 x (refresh, then 5 authorizes), revoke; looping.
     Mixed,
     /// Many connections (tabs) refreshing the same few sessions at once.
     MultiTab,
     /// Rotated tokens presented again: all must be refused, the session revoked.
     Replay,
+    /// Revoke at the first `--url`, then authorize at the second until it
+    /// answers 401: the delay another instance needs to see a revocation.
+    RevokeSeen,
 }
 
 impl Scenario {
@@ -104,6 +118,7 @@ impl Scenario {
             Scenario::Mixed => "mixed",
             Scenario::MultiTab => "multi-tab",
             Scenario::Replay => "replay",
+            Scenario::RevokeSeen => "revoke-seen",
         }
     }
 

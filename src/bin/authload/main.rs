@@ -25,9 +25,12 @@
 //! falls inside it (answers still in flight at the end are waited for).
 //!
 //! Scenarios: `health`, `signup`, `signin`, `refresh` (each connection
-//! along its own token chain), `revoke` (revoke, then sign in again; both
-//! count), `authorize`, `mixed` (~70% authorize, ~25% refresh, ~5% signin),
-//! `multi-tab` (the connections are tabs sharing `--sessions` sessions and
+//! along its own token chain), `revoke` (revokes sessions signed in during
+//! setup, `--pool` of them, so the timed window holds revokes alone),
+//! `authorize`, `mixed` (per connection, looping: a sign-in, 20 times a
+//! refresh followed by 5 authorizes, then a revoke; reported per operation),
+//! `revoke-seen` (two `--url`s: revoke at the first, then authorize at the
+//! second until it answers 401; reports that delay), `multi-tab` (the connections are tabs sharing `--sessions` sessions and
 //! refreshing them at once: rotations, grace duplicates, reuse refusals) and
 //! `replay` (sign in, rotate twice, present the first token again: it must
 //! be refused and the session revoked).
@@ -51,6 +54,7 @@ mod progress;
 mod replay;
 mod results;
 mod run;
+mod seen;
 mod series;
 mod stats;
 mod summary;
@@ -98,6 +102,14 @@ fn main() -> ExitCode {
 async fn run_and_report(args: &Args) -> Result<ExitCode, String> {
     // Check the output names before spending a run on them.
     let out_format = args.out.as_deref().map(series::Format::of).transpose()?;
+    if args.scenario == cli::Scenario::RevokeSeen {
+        let (text, json) = seen::run(args).await?;
+        print!("{text}");
+        if args.json {
+            println!("{json}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let result = run::run(args).await?;
     let verdicts: Vec<Verdict> = args.threshold.iter().map(|t| t.check(&result)).collect();
     print!("{}", summary::text(&result, &verdicts));

@@ -18,6 +18,8 @@ pub struct Params {
     pub late_after: Duration,
     /// Multi-tab storm: how many sessions the tabs share.
     pub sessions: Option<usize>,
+    /// `revoke`: the sessions made in setup.
+    pub pool: Option<usize>,
     pub targets: Vec<String>,
     pub run_id: String,
     /// Seconds since the Unix epoch when the measured window opened.

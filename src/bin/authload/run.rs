@@ -45,6 +45,9 @@ pub async fn run(args: &Args) -> Result<RunResult, String> {
             return Err("--rate must be a positive number of requests per second".into());
         }
     }
+    if args.scenario == Scenario::Revoke && args.pool < args.connections {
+        return Err("--pool must be at least --connections (one session each)".into());
+    }
     if args.scenario == Scenario::MultiTab && args.sessions == 0 {
         return Err("--sessions must be at least 1".into());
     }
@@ -98,6 +101,10 @@ pub async fn run(args: &Args) -> Result<RunResult, String> {
                 lead: id < sessions,
             },
             Scenario::Replay => Role::Replay(ReplayCycle::default()),
+            Scenario::Revoke => Role::Pool {
+                tokens: Vec::new(),
+                want: pool_share(args.pool, args.connections, id),
+            },
             _ => Role::Chain,
         };
         let target = id % targets.len();
@@ -214,6 +221,11 @@ pub async fn run(args: &Args) -> Result<RunResult, String> {
             rate: args.rate,
             late_after: args.late_after,
             sessions: (args.scenario == Scenario::MultiTab).then_some(sessions),
+            pool: (args.scenario == Scenario::Revoke).then(|| {
+                (0..args.connections)
+                    .map(|id| pool_share(args.pool, args.connections, id))
+                    .sum()
+            }),
             targets: labels,
             run_id: plan.run_id.clone(),
             started_unix,
@@ -223,4 +235,9 @@ pub async fn run(args: &Args) -> Result<RunResult, String> {
         timeline: timeline.snapshot(measured_secs),
         scheduled: pacer.map(|p| p.scheduled_between(window.measure_from, window.end)),
     })
+}
+
+/// Connection `id`'s share of `pool` sessions (at least one: its sign-up's).
+pub fn pool_share(pool: usize, connections: usize, id: usize) -> usize {
+    (pool / connections + usize::from(id < pool % connections)).max(1)
 }

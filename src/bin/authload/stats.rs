@@ -91,6 +91,10 @@ pub struct Stats {
     pub late: u64,
     pub tabs: TabCounters,
     pub replay: ReplayCounters,
+    /// Connections whose pool of sessions to revoke ran out before the end.
+    pub pool_exhausted: u64,
+    /// Pooled sessions made in setup and not revoked by the end.
+    pub pool_left: u64,
 }
 
 impl Stats {
@@ -112,6 +116,8 @@ impl Stats {
         self.late += other.late;
         self.tabs.merge(&other.tabs);
         self.replay.merge(&other.replay);
+        self.pool_exhausted += other.pool_exhausted;
+        self.pool_left += other.pool_left;
     }
 
     pub fn record(&mut self, op: Op, result: Result<(), ErrKind>, latency: Option<u64>) {

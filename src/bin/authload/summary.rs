@@ -101,6 +101,15 @@ pub fn text(run: &RunResult, verdicts: &[Verdict]) -> String {
                 r.replays, r.refused, r.accepted, r.sessions_revoked, r.sessions_alive
             );
         }
+        Scenario::Revoke => {
+            let _ = writeln!(
+                out,
+                "pool        {} sessions made in setup · {} left · {} connection(s) ran out",
+                p.pool.unwrap_or(0),
+                s.pool_left,
+                s.pool_exhausted
+            );
+        }
         _ => {}
     }
     let used = s.used_ops();
@@ -266,6 +275,13 @@ pub fn json(run: &RunResult, verdicts: &[Verdict]) -> String {
                 "accepted": r.accepted,
                 "sessions_revoked": r.sessions_revoked,
                 "sessions_alive": r.sessions_alive,
+            });
+        }
+        Scenario::Revoke => {
+            out["pool"] = json!({
+                "sessions": p.pool,
+                "left": s.pool_left,
+                "exhausted_connections": s.pool_exhausted,
             });
         }
         _ => {}

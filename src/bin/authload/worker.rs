@@ -1,5 +1,6 @@
 //! One connection of the load: its client, its user and token chain (or
-//! its shared multi-tab session, or its replay cycle), and the loop that
+//! its shared multi-tab session, its replay cycle, or its pool of sessions
+//! made in setup to be revoked), and the loop that
 //! sends its requests, closed (next request once the answer is in) or open
 //! (requests at the times a shared [`Pacer`] hands out), recording every
 //! answer into its own [`Stats`] and the shared [`Timeline`].
@@ -51,7 +52,17 @@ pub enum Role {
         lead: bool,
     },
     Replay(ReplayCycle),
+    /// Sessions signed in during setup (`want` of them), each revoked once
+    /// in the timed window.
+    Pool {
+        tokens: Vec<String>,
+        want: usize,
+    },
 }
+
+/// Requests of one `mixed` session after its sign-in: 20 x (a refresh and
+/// 5 authorizes), then the revoke that ends it.
+const MIXED_SESSION: u32 = 20 * 6;
 
 /// How one request ended, before the scenario's bookkeeping.
 enum Answer {
@@ -65,6 +76,8 @@ enum Step {
     Waited,
     /// The window closed while the request was in flight (closed loop).
     Cut,
+    /// The connection's pool of sessions to revoke is used up.
+    Exhausted,
 }
 
 pub struct Worker {
@@ -78,6 +91,11 @@ pub struct Worker {
     token: Option<String>,
     bearer: Option<HeaderValue>,
     signups: u64,
+    /// `mixed`: requests sent in the current session since its sign-in.
+    mixed_pos: u32,
+    /// `mixed`: the last session ended with its planned revoke (so the next
+    /// sign-in is the loop's, not a resync).
+    ended_by_revoke: bool,
     role: Role,
     pub stats: Stats,
 }
@@ -109,6 +127,8 @@ impl Worker {
             token: None,
             bearer: None,
             signups: 0,
+            mixed_pos: 0,
+            ended_by_revoke: false,
             role,
             stats: Stats::default(),
         }
@@ -121,10 +141,56 @@ impl Worker {
         }
     }
 
+    /// Opens the connection, creates the user the scenario needs and, for
+    /// a pool, signs in the pool's sessions.
+    pub async fn setup(&mut self) -> Result<(), String> {
+        self.setup_user().await?;
+        let want = match &self.role {
+            Role::Pool { want, .. } => *want,
+            _ => return Ok(()),
+        };
+        let mut failures = 0u64;
+        while self.pool_len() < want {
+            let request = self.request(Op::Signin, None);
+            let answer = tokio::time::timeout(self.plan.timeout, self.client.send(request)).await;
+            let (status, body) = match answer {
+                Ok(Ok(answer)) => answer,
+                Ok(Err(_)) | Err(_) => (0, Bytes::new()),
+            };
+            match check(Op::Signin, status, &body) {
+                (Ok(()), Some(token)) => {
+                    if let Role::Pool { tokens, .. } = &mut self.role {
+                        tokens.push(token);
+                    }
+                }
+                // Transient (a full hashing queue, a dropped connection): retry.
+                (Err(ErrKind::Status(0 | 503 | 429)), _) if failures < 50 => {
+                    failures += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * failures.min(10))).await;
+                }
+                (result, _) => {
+                    return Err(format!(
+                        "pool sign-in of {} answered {status} ({result:?}): {}",
+                        self.email,
+                        String::from_utf8_lossy(&body)
+                    ))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pool_len(&self) -> usize {
+        match &self.role {
+            Role::Pool { tokens, .. } => tokens.len(),
+            _ => 0,
+        }
+    }
+
     /// Opens the connection and, if the scenario needs it, creates the
     /// connection's (or its session's) user. Retries what looks transient
     /// (503, 429, transport).
-    pub async fn setup(&mut self) -> Result<(), String> {
+    async fn setup_user(&mut self) -> Result<(), String> {
         let mut last = String::new();
         for attempt in 0..10u64 {
             if attempt > 0 {
@@ -156,6 +222,7 @@ impl Worker {
                         let token = token.unwrap_or_default();
                         match &mut self.role {
                             Role::Chain => self.set_token(&token),
+                            Role::Pool { tokens, .. } => tokens.push(token),
                             Role::Tab { session, .. } => {
                                 session.after_signin(Some(&token));
                             }
@@ -201,9 +268,14 @@ impl Worker {
                 Step::Sent => {}
                 Step::Waited => tokio::time::sleep(Duration::from_millis(2)).await,
                 Step::Cut => break,
+                Step::Exhausted => {
+                    self.stats.pool_exhausted += 1;
+                    break;
+                }
             }
         }
         self.stats.reconnects = self.client.connects.saturating_sub(connects_before);
+        self.stats.pool_left = self.pool_len() as u64;
         self
     }
 
@@ -229,16 +301,24 @@ impl Worker {
                 match self.step(intended, window, true).await {
                     Step::Waited => tokio::time::sleep(Duration::from_millis(2)).await,
                     Step::Sent | Step::Cut => break,
+                    Step::Exhausted => {
+                        self.stats.pool_exhausted += 1;
+                        break 'slots;
+                    }
                 }
             }
         }
         self.stats.reconnects = self.client.connects.saturating_sub(connects_before);
+        self.stats.pool_left = self.pool_len() as u64;
         self
     }
 
     /// The next request and the token it presents (`None`: wait).
     fn next(&mut self) -> Option<(Op, Option<String>)> {
         let scenario = self.plan.scenario;
+        if let Role::Pool { tokens, .. } = &mut self.role {
+            return tokens.pop().map(|t| (Op::Revoke, Some(t)));
+        }
         match &self.role {
             Role::Tab { session, .. } => match session.next() {
                 TabAction::Refresh(token) => Some((Op::Refresh, Some(token))),
@@ -246,6 +326,21 @@ impl Worker {
                 TabAction::Wait => None,
             },
             Role::Replay(cycle) => Some(cycle.next()),
+            Role::Pool { .. } => None,
+            Role::Chain if scenario == Scenario::Mixed => {
+                if self.token.is_none() {
+                    self.mixed_pos = 0;
+                    return Some((Op::Signin, None));
+                }
+                let pos = self.mixed_pos;
+                self.mixed_pos += 1;
+                let op = match pos {
+                    MIXED_SESSION.. => Op::Revoke,
+                    p if p % 6 == 0 => Op::Refresh,
+                    _ => Op::Authorize,
+                };
+                Some((op, None))
+            }
             Role::Chain => {
                 if scenario.needs_own_user() && scenario != Scenario::Signin && self.token.is_none()
                 {
@@ -256,13 +351,12 @@ impl Worker {
                     Scenario::Signup => Op::Signup,
                     Scenario::Revoke => Op::Revoke,
                     Scenario::Authorize => Op::Authorize,
-                    Scenario::Mixed => match rand::random_range(0..100u32) {
-                        0..70 => Op::Authorize,
-                        70..95 => Op::Refresh,
-                        _ => Op::Signin,
-                    },
                     Scenario::Signin => Op::Signin,
-                    Scenario::Refresh | Scenario::MultiTab | Scenario::Replay => Op::Refresh,
+                    Scenario::Mixed
+                    | Scenario::Refresh
+                    | Scenario::MultiTab
+                    | Scenario::Replay
+                    | Scenario::RevokeSeen => Op::Refresh,
                 };
                 // The chain's own token is read from `self.token` in `request`.
                 Some((op, None))
@@ -273,11 +367,18 @@ impl Worker {
     /// One request: send, read, sort the answer, record it.
     async fn step(&mut self, intended: Instant, window: Window, open: bool) -> Step {
         let Some((op, presented)) = self.next() else {
+            if matches!(self.role, Role::Pool { .. }) {
+                return Step::Exhausted;
+            }
             return Step::Waited;
         };
         let chain_broken = matches!(self.role, Role::Chain)
             && op == Op::Signin
-            && !matches!(self.plan.scenario, Scenario::Signin | Scenario::Revoke);
+            && match self.plan.scenario {
+                Scenario::Signin => false,
+                Scenario::Mixed => !self.ended_by_revoke,
+                _ => true,
+            };
         let request = self.request(op, presented.as_deref());
         let sent = Instant::now();
         // In open loop the slot's time decides whether it counts.
@@ -387,6 +488,8 @@ impl Worker {
                     c.sessions_alive += counters.sessions_alive;
                 }
             }
+            // Each pooled session is presented once; nothing to keep.
+            Role::Pool { .. } => {}
         }
         result
     }
@@ -398,6 +501,12 @@ impl Worker {
         result: Result<(), ErrKind>,
         token: Option<&str>,
     ) {
+        if op == Op::Signin && status.is_some() {
+            self.ended_by_revoke = false;
+        }
+        if op == Op::Revoke {
+            self.ended_by_revoke = status.is_some();
+        }
         match (status, result) {
             // A request whose answer was lost may have consumed the token.
             (None, _) if matches!(op, Op::Refresh | Op::Revoke) => self.forget_token(),
