@@ -137,7 +137,11 @@ impl Application {
             writer_tasks: std::sync::Mutex::new(Vec::new()),
             legacy: legacy_tokens,
         });
-        let feed = sessions::feed::spawn(Arc::clone(&store), Arc::clone(&token_deps.cache));
+        let feed = sessions::feed::spawn(
+            Arc::clone(&store),
+            Arc::clone(&token_deps.cache),
+            Duration::from_millis(settings.feed_catch_up_ms),
+        );
         let system = ActorSystem::start(
             token_deps,
             |tokens| UserDeps {

@@ -25,17 +25,21 @@
 //!   of the batch. Every rotation and revocation also sets
 //!   `sessions.updated_at_ms` to the write's own time (never moving it
 //!   backwards), which is what [`Store::changes_since`] reads.
-//! - Change publication: when a batch rotated or revoked sessions, the same
-//!   transaction runs `pg_notify(`[`CHANGE_CHANNEL`]`, ...)` with their final
-//!   states (taken from the `RETURNING` of the updates). PostgreSQL delivers
-//!   notifications at commit and drops them on rollback, so listeners only
-//!   ever hear of committed changes. Payloads are text lines
-//!   `"<uuid> <generation> <issued_at_ms> <0|1>"` (`encode_changes`),
-//!   split so each stays under PostgreSQL's 8000-byte limit; all the chunks
-//!   go out in one statement. (Committing a transaction that notified takes
-//!   a database-wide lock on the notification queue, so such commits
-//!   serialise; group commit keeps them to one per batch, and batches that
-//!   only create sessions do not notify.)
+//! - Change publication: a batch's transaction does not notify. Once it
+//!   committed, the final states of what it rotated or revoked (taken from
+//!   the `RETURNING` of the updates) go to the publisher (`publisher`), one
+//!   task that sends them on [`CHANGE_CHANNEL`] with `pg_notify`, coalescing
+//!   whatever committed meanwhile into one statement, on a connection of its
+//!   own. Committing a transaction that notified takes a database-wide lock
+//!   held through its WAL flush, so notifying batches used to commit one at
+//!   a time; now the batches commit concurrently (`batch_concurrency`
+//!   connections) and share flushes. Listeners still only hear of committed
+//!   changes, but at most once and not atomically with the commit (a crash
+//!   in between loses the notification), so every listener also catches up
+//!   by reading [`Store::changes_since`] periodically (`sessions::feed`).
+//!   Payloads are text lines `"<uuid> <generation> <issued_at_ms> <0|1>"`
+//!   (`encode_changes`), split so each stays under PostgreSQL's 8000-byte
+//!   limit; all the chunks go out in one statement.
 //! - The change feed ([`Store::subscribe`]) listens on a dedicated
 //!   connection, not a pooled one: `LISTEN` belongs to a server session,
 //!   and the pool would hand that session to other work and recycle it at
@@ -64,6 +68,7 @@ use uuid::Uuid;
 mod errors;
 mod feed;
 mod legacy;
+mod publisher;
 mod writes;
 
 /// The work an operation does on its connection (see
@@ -77,6 +82,7 @@ use errors::{is_email_taken, Failure};
 use feed::decode_changes;
 use feed::encode_changes;
 use feed::run_feed;
+use publisher::Publisher;
 use writes::Plan;
 
 use super::shared::{ChangeSet, LOAD_SECRET, LOAD_SIGNING_KEYS};
@@ -190,6 +196,8 @@ pub struct PostgresStore {
     legacy: bool,
     /// The pool's connection settings, for the change feed's own connection.
     config: tokio_postgres::Config,
+    /// Announces committed changes to the other instances.
+    publisher: Publisher,
 }
 
 impl PostgresStore {
@@ -238,11 +246,13 @@ impl PostgresStore {
             })
             .build()
             .map_err(|e| StoreError::internal(format!("building the connection pool: {e}")))?;
+        let publisher = Publisher::spawn(&config, timeout);
         let mut store = PostgresStore {
             pool,
             timeout,
             legacy: false,
             config,
+            publisher,
         };
 
         let setup = timeout.max(SETUP_TIMEOUT_FLOOR);
@@ -550,19 +560,14 @@ impl Store for PostgresStore {
                         }
                     }
                     let changes = changes.into_list();
-                    if !changes.is_empty() {
-                        // Delivered at commit, so only if the commit succeeds.
-                        let payloads = encode_changes(&changes);
-                        let statement = tx.prepare_cached(NOTIFY_CHANGES).await?;
-                        tx.execute(&statement, &[&CHANGE_CHANNEL, &payloads])
-                            .await?;
-                    }
                     tx.commit().await?;
                     Ok(Ok((plan, created, rotated, revoked, changes)))
                 })
             })
             .await?;
         let (plan, created, rotated, revoked, changes) = written?;
+        // Committed: now the other instances may hear of it.
+        self.publisher.publish(changes.clone());
         Ok(BatchOutcome {
             outcomes: plan.outcomes(batch, &created, &rotated, &revoked),
             changes,
@@ -599,6 +604,11 @@ impl Store for PostgresStore {
                 return Ok(deleted);
             }
         }
+    }
+
+    #[cfg(feature = "test-hooks")]
+    fn drop_notifications(&self, on: bool) {
+        self.publisher.drop_notifications(on);
     }
 
     fn subscribe(&self) -> Option<mpsc::Receiver<FeedEvent>> {
