@@ -77,7 +77,8 @@ pub struct Application {
     limits: ServerLimits,
     shutdown_delay: Duration,
     /// Background tasks: the change-feed follower (PostgreSQL only), the
-    /// signing-key reloader (EdDSA only) and the metrics upkeep.
+    /// signing-key reloader (EdDSA only), the metrics upkeep and the
+    /// allocator's trimmer.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -110,6 +111,7 @@ impl Application {
         // Install the metrics recorder before anything records, and drain
         // its histogram samples on a timer of our own (not only on scrape).
         let metrics_upkeep = crate::telemetry::metrics::spawn_upkeep();
+        let trimmer = crate::allocator::spawn_trimmer();
         let legacy_progress = crate::cutover::start(Arc::clone(&store)).await?;
         let hasher = HashPool::new(
             settings.argon2_m_kib,
@@ -191,6 +193,7 @@ impl Application {
                 .into_iter()
                 .chain(key_reload)
                 .chain(metrics_upkeep)
+                .chain(trimmer)
                 .chain(legacy_progress)
                 .collect(),
             limits: ServerLimits {

@@ -500,77 +500,32 @@ impl Store for PostgresStore {
         let written = self
             .on_connection("write_sessions", move |client| {
                 Box::pin(async move {
+                    // One statement is a transaction by itself: no BEGIN
+                    // and COMMIT round trips (nearly every batch under
+                    // load is one UPDATE of rotations).
+                    if plan.statements() == 1 {
+                        let written = apply_plan(&*client, &plan).await?;
+                        return Ok(written.map(|w| (plan, w)));
+                    }
                     let tx = client.transaction().await?;
-                    let mut changes = ChangeSet::default();
-                    let mut created = Vec::new();
-                    if !plan.creates.ids.is_empty() {
-                        let statement = tx.prepare_cached(CREATE_SESSIONS).await?;
-                        let c = &plan.creates;
-                        let rows = tx
-                            .query(
-                                &statement,
-                                &[
-                                    &c.ids,
-                                    &c.user_ids,
-                                    &c.generations,
-                                    &c.issued,
-                                    &c.expires,
-                                    &c.revoked,
-                                    &c.user_int_ids,
-                                ],
-                            )
-                            .await?;
-                        created = ids(&rows)?;
-                    }
-                    // An unreadable row (a generation beyond u32) is not a database
-                    // error: hand it out through the inner result, rolling back
-                    // (dropping `tx`).
-                    let mut rotated = Vec::with_capacity(plan.rotation_rounds.len());
-                    for round in &plan.rotation_rounds {
-                        let statement = tx.prepare_cached(ROTATE_SESSIONS).await?;
-                        let rows = tx
-                            .query(
-                                &statement,
-                                &[&round.ids, &round.from_generations, &round.issued],
-                            )
-                            .await?;
-                        rotated.push(ids(&rows)?);
-                        if let Err(e) = record_rows(&mut changes, &rows) {
-                            return Ok(Err(e));
-                        }
-                    }
-                    let mut revoked = Vec::new();
-                    if !plan.revokes.ids.is_empty() {
-                        let statement = tx.prepare_cached(REVOKE_SESSIONS).await?;
-                        let rows = tx
-                            .query(&statement, &[&plan.revokes.ids, &plan.revokes.at])
-                            .await?;
-                        revoked = ids(&rows)?;
-                        if let Err(e) = record_rows(&mut changes, &rows) {
-                            return Ok(Err(e));
-                        }
-                    }
-                    if !plan.user_revokes.ids.is_empty() {
-                        let statement = tx.prepare_cached(REVOKE_USERS).await?;
-                        let rows = tx
-                            .query(&statement, &[&plan.user_revokes.ids, &plan.user_revokes.at])
-                            .await?;
-                        if let Err(e) = record_rows(&mut changes, &rows) {
-                            return Ok(Err(e));
-                        }
-                    }
-                    let changes = changes.into_list();
+                    // An unreadable row (a generation beyond u32) is not a
+                    // database error: it comes out through the inner result,
+                    // rolling back (dropping `tx`).
+                    let written = match apply_plan(&tx, &plan).await? {
+                        Ok(written) => written,
+                        Err(e) => return Ok(Err(e)),
+                    };
                     tx.commit().await?;
-                    Ok(Ok((plan, created, rotated, revoked, changes)))
+                    Ok(Ok((plan, written)))
                 })
             })
             .await?;
-        let (plan, created, rotated, revoked, changes) = written?;
+        let (plan, written) = written?;
         // Committed: now the other instances may hear of it.
-        self.publisher.publish(changes.clone());
+        self.publisher.publish(written.changes.clone());
         Ok(BatchOutcome {
-            outcomes: plan.outcomes(batch, &created, &rotated, &revoked),
-            changes,
+            outcomes: plan.outcomes(batch, &written.created, &written.rotated, &written.revoked),
+            changes: written.changes,
         })
     }
 
@@ -681,6 +636,84 @@ impl Store for PostgresStore {
         })
         .await
     }
+}
+
+/// What the statements of a batch returned.
+struct Written {
+    created: Vec<Uuid>,
+    /// Per rotation round.
+    rotated: Vec<Vec<Uuid>>,
+    revoked: Vec<Uuid>,
+    changes: Vec<SessionChange>,
+}
+
+/// Runs the statements of `plan` on `c` (a transaction, or the bare
+/// connection when there is one statement).
+async fn apply_plan<C: deadpool_postgres::GenericClient + Sync>(
+    c: &C,
+    plan: &Plan,
+) -> Result<Result<Written, StoreError>, tokio_postgres::Error> {
+    let mut changes = ChangeSet::default();
+    let mut created = Vec::new();
+    if !plan.creates.ids.is_empty() {
+        let statement = c.prepare_cached(CREATE_SESSIONS).await?;
+        let n = &plan.creates;
+        let rows = c
+            .query(
+                &statement,
+                &[
+                    &n.ids,
+                    &n.user_ids,
+                    &n.generations,
+                    &n.issued,
+                    &n.expires,
+                    &n.revoked,
+                    &n.user_int_ids,
+                ],
+            )
+            .await?;
+        created = ids(&rows)?;
+    }
+    let mut rotated = Vec::with_capacity(plan.rotation_rounds.len());
+    for round in &plan.rotation_rounds {
+        let statement = c.prepare_cached(ROTATE_SESSIONS).await?;
+        let rows = c
+            .query(
+                &statement,
+                &[&round.ids, &round.from_generations, &round.issued],
+            )
+            .await?;
+        rotated.push(ids(&rows)?);
+        if let Err(e) = record_rows(&mut changes, &rows) {
+            return Ok(Err(e));
+        }
+    }
+    let mut revoked = Vec::new();
+    if !plan.revokes.ids.is_empty() {
+        let statement = c.prepare_cached(REVOKE_SESSIONS).await?;
+        let rows = c
+            .query(&statement, &[&plan.revokes.ids, &plan.revokes.at])
+            .await?;
+        revoked = ids(&rows)?;
+        if let Err(e) = record_rows(&mut changes, &rows) {
+            return Ok(Err(e));
+        }
+    }
+    if !plan.user_revokes.ids.is_empty() {
+        let statement = c.prepare_cached(REVOKE_USERS).await?;
+        let rows = c
+            .query(&statement, &[&plan.user_revokes.ids, &plan.user_revokes.at])
+            .await?;
+        if let Err(e) = record_rows(&mut changes, &rows) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(Written {
+        created,
+        rotated,
+        revoked,
+        changes: changes.into_list(),
+    }))
 }
 
 /// A row `(id, int_id, password_hash, legacy_id, legacy_tokens_closed)`.
