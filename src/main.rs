@@ -64,7 +64,6 @@ enum KeysAction {
 }
 
 fn main() -> ExitCode {
-    authd::allocator::tune();
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(s) => s,

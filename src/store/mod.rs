@@ -285,6 +285,12 @@ pub trait Store: Send + Sync + 'static {
     /// "postgres" or "sqlite", for logs.
     fn kind(&self) -> &'static str;
 
+    /// Session batches worth writing at the same time when the settings
+    /// leave it to the store (`batch_concurrency = 0`).
+    fn parallel_batches(&self) -> usize {
+        1
+    }
+
     /// A cheap round trip, used by `DbHealthActor`.
     async fn ping(&self) -> Result<(), StoreError>;
 
