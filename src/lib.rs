@@ -7,6 +7,7 @@
 //! all together.
 
 pub mod actors;
+pub mod allocator;
 pub mod audit;
 pub mod commands;
 pub mod cutover;

@@ -65,6 +65,7 @@ pub struct Settings {
     pub db_pool_size: usize,
     pub db_timeout_ms: u64,
     pub health_interval_ms: u64,
+    pub feed_catch_up_ms: u64,
 
     pub jwt_algorithm: JwtAlgorithm,
     pub key_reload_secs: u64,
@@ -280,6 +281,9 @@ impl Settings {
             .map_err(|e| SettingsError::Invalid(format!("argon2 parameters: {e}")))?;
         if self.max_header_bytes < 1024 {
             return invalid("max_header_bytes must be at least 1024");
+        }
+        if self.feed_catch_up_ms == 0 {
+            return invalid("feed_catch_up_ms must be positive");
         }
         if self.body_read_timeout_ms == 0 {
             return invalid("body_read_timeout_ms must be positive");

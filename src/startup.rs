@@ -77,7 +77,8 @@ pub struct Application {
     limits: ServerLimits,
     shutdown_delay: Duration,
     /// Background tasks: the change-feed follower (PostgreSQL only), the
-    /// signing-key reloader (EdDSA only) and the metrics upkeep.
+    /// signing-key reloader (EdDSA only), the metrics upkeep and the
+    /// allocator's trimmer.
     background: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -118,6 +119,7 @@ impl Application {
         // Install the metrics recorder before anything records, and drain
         // its histogram samples on a timer of our own (not only on scrape).
         let metrics_upkeep = crate::telemetry::metrics::spawn_upkeep();
+        let trimmer = crate::allocator::spawn_trimmer();
         let legacy_progress = crate::cutover::start(Arc::clone(&store)).await?;
         let hasher = HashPool::new(
             settings.argon2_m_kib,
@@ -139,13 +141,20 @@ impl Application {
             batch: BatchLimits {
                 max_batch: settings.batch_max_size,
                 max_wait: Duration::from_micros(settings.batch_max_wait_us),
-                concurrency: settings.batch_concurrency,
+                concurrency: match settings.batch_concurrency {
+                    0 => store.parallel_batches(),
+                    n => n,
+                },
             },
             prune_interval: Duration::from_secs(settings.prune_interval_secs.max(1)),
             writer_tasks: std::sync::Mutex::new(Vec::new()),
             legacy: legacy_tokens,
         });
-        let feed = sessions::feed::spawn(Arc::clone(&store), Arc::clone(&token_deps.cache));
+        let feed = sessions::feed::spawn(
+            Arc::clone(&store),
+            Arc::clone(&token_deps.cache),
+            Duration::from_millis(settings.feed_catch_up_ms),
+        );
         let system = ActorSystem::start(
             token_deps,
             |tokens| UserDeps {
@@ -198,6 +207,7 @@ impl Application {
                 .into_iter()
                 .chain(key_reload)
                 .chain(metrics_upkeep)
+                .chain(trimmer)
                 .chain(legacy_progress)
                 .collect(),
             limits: ServerLimits {

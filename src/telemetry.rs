@@ -56,6 +56,8 @@ pub mod metrics {
     pub const DB_HEALTHY: &str = "authd_db_healthy";
     pub const FEED_CHANGES: &str = "authd_change_feed_changes_total";
     pub const FEED_RECONNECTS: &str = "authd_change_feed_connects_total";
+    pub const FEED_UNANNOUNCED: &str = "authd_change_feed_unannounced_total";
+    pub const FEED_CATCH_UPS: &str = "authd_change_feed_catch_ups_total";
     pub const RATE_LIMITED: &str = "authd_rate_limited_total";
     pub const RATE_LIMIT_TABLE_FULL: &str = "authd_rate_limit_table_full_total";
     pub const REUSE_DETECTED: &str = "authd_token_reuse_detected_total";

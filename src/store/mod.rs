@@ -297,6 +297,12 @@ pub trait Store: Send + Sync + 'static {
     /// "postgres" or "sqlite", for logs.
     fn kind(&self) -> &'static str;
 
+    /// Session batches worth writing at the same time when the settings
+    /// leave it to the store (`batch_concurrency = 0`).
+    fn parallel_batches(&self) -> usize {
+        1
+    }
+
     /// A cheap round trip, used by `DbHealthActor`.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -357,13 +363,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Applies a batch of session writes in one transaction. When this
     /// returns `Ok`, every applied write is durable (committed; on SQLite,
-    /// fsynced) and, on PostgreSQL, its changes were published to the
-    /// change feed in the same transaction. Writes are applied grouped by
+    /// fsynced); on PostgreSQL its changes are then announced on the change
+    /// feed (best effort, after the commit). Writes are applied grouped by
     /// kind: creates, rotations, revocations, user revocations.
     async fn write_sessions(&self, batch: &[SessionWrite]) -> Result<BatchOutcome, StoreError>;
 
     /// Sessions rotated or revoked at or after `since_ms` (by any
-    /// instance): the catch-up read after the change feed reconnects.
+    /// instance): the change feed's catch-up read, after every reconnect
+    /// and periodically.
     async fn changes_since(&self, since_ms: i64) -> Result<Vec<SessionChange>, StoreError>;
 
     /// Deletes sessions whose lifetime ended before `before_ms`; returns
@@ -375,6 +382,11 @@ pub trait Store: Send + Sync + 'static {
     /// The feed reconnects by itself and says so with
     /// [`FeedEvent::Connected`]; it stops when the receiver is dropped.
     fn subscribe(&self) -> Option<tokio::sync::mpsc::Receiver<FeedEvent>>;
+
+    /// Test hook: while `on`, this instance's changes are not announced on
+    /// the change feed (as if every notification were lost).
+    #[cfg(feature = "test-hooks")]
+    fn drop_notifications(&self, _on: bool) {}
 
     /// All signing keys, oldest first.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;

@@ -1,7 +1,8 @@
 //! Several authd instances on one PostgreSQL: revocations reach every
 //! instance within a second, concurrent refreshes of one token on two
 //! instances produce one successor, an instance that lost its listener
-//! catches up, and "log out everywhere" works across instances.
+//! catches up, one that never hears a notification catches up by its
+//! periodic read, and "log out everywhere" works across instances.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,6 +106,44 @@ async fn an_instance_that_lost_its_listener_catches_up() {
     proxy.start().await;
     // After reconnecting, B reads what it missed.
     refused_within(&b, &token, Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_notifications_are_caught_up_within_the_read_interval() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let a = TestApp::spawn_on(Arc::clone(&db), &[]).await;
+    // B reads what it missed every 300 ms; C only every minute, so C shows
+    // what B would see without its periodic read.
+    let b = TestApp::spawn_on(Arc::clone(&db), &[("AUTHD_FEED_CATCH_UP_MS", "300")]).await;
+    let c = TestApp::spawn_on(Arc::clone(&db), &[("AUTHD_FEED_CATCH_UP_MS", "60000")]).await;
+    let token = a.signed_up(&email()).await;
+    let rotated = a.signed_up(&email()).await;
+    for app in [&b, &c] {
+        app.authorized(&token).await;
+        app.authorized(&rotated).await;
+    }
+
+    // A announces nothing from now on: every notification is lost, while
+    // the listeners of B and C stay connected and never reconnect.
+    a.services.tokens.drop_notifications(true);
+    a.revoke(&token).await;
+    let refreshed = a.refresh(&rotated).await.token(200);
+    // B refuses within its read interval (plus one read and the test's own
+    // slack)...
+    refused_within(&b, &token, Duration::from_millis(300 + 2_000)).await;
+    refused_within(&b, &rotated, Duration::from_millis(300 + 2_000)).await;
+    b.authorized(&refreshed).await;
+    // ...while C, which has not read yet, still accepts both: nothing was
+    // announced.
+    assert_eq!(c.authorize(&token).await.status, 200);
+    assert_eq!(c.authorize(&rotated).await.status, 200);
+
+    // With notifications back, C hears the next revocation at once.
+    a.services.tokens.drop_notifications(false);
+    a.revoke(&refreshed).await;
+    refused_within(&c, &refreshed, Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -163,6 +163,9 @@ pub struct TokenHandle {
     keys: Arc<KeyRing>,
     /// Whether old service's tokens are recognised (its tables are read).
     legacy: bool,
+    /// For the test hook that silences this instance's change announcements.
+    #[cfg(feature = "test-hooks")]
+    store: Arc<dyn Store>,
 }
 
 impl TokenHandle {
@@ -171,6 +174,8 @@ impl TokenHandle {
             slot: Arc::clone(&deps.slot),
             keys: Arc::clone(&deps.keys),
             legacy: deps.legacy.is_some(),
+            #[cfg(feature = "test-hooks")]
+            store: Arc::clone(&deps.store),
         }
     }
 
@@ -311,6 +316,14 @@ impl TokenHandle {
     #[cfg(feature = "test-hooks")]
     pub fn crash(&self) -> bool {
         self.slot.cast(TokenMsg::Crash)
+    }
+
+    /// Test hook: while `on`, the changes this instance commits are not
+    /// announced to the other instances (every notification lost); they
+    /// learn of them only by their periodic catch-up read.
+    #[cfg(feature = "test-hooks")]
+    pub fn drop_notifications(&self, on: bool) {
+        self.store.drop_notifications(on);
     }
 }
 

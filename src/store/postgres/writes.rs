@@ -162,6 +162,14 @@ impl Plan {
         }
     }
 
+    /// How many statements the batch takes.
+    pub(super) fn statements(&self) -> usize {
+        usize::from(!self.creates.ids.is_empty())
+            + self.rotation_rounds.len()
+            + usize::from(!self.revokes.ids.is_empty())
+            + usize::from(!self.user_revokes.ids.is_empty())
+    }
+
     /// One outcome per write of `batch`, from the ids each statement
     /// returned (`rotated[k]`: round `k`).
     pub(super) fn outcomes(
