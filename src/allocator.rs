@@ -21,11 +21,11 @@
 use std::time::Duration;
 
 /// How often free memory is returned to the kernel.
-pub const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Starts returning free memory to the kernel every [`TRIM_INTERVAL`],
 /// until the task is aborted. `None` where there is nothing to trim.
-pub fn spawn_trimmer() -> Option<tokio::task::JoinHandle<()>> {
+pub(crate) fn spawn_trimmer() -> Option<tokio::task::JoinHandle<()>> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         Some(tokio::spawn(async {

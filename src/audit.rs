@@ -18,7 +18,7 @@ use crate::telemetry::metrics as m;
 
 /// What the client did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     SignUp,
     SignIn,
     Refresh,
@@ -31,7 +31,7 @@ pub enum Action {
 }
 
 impl Action {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Action::SignUp => "signup",
             Action::SignIn => "signin",
@@ -47,7 +47,7 @@ impl Action {
 
 /// How it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Success,
     /// Refused: wrong credentials, a bad token, a rate limit, a taken
     /// e-mail... (`reason` says which).
@@ -61,7 +61,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::Failure => "failure",
@@ -73,14 +73,14 @@ impl Outcome {
 }
 
 /// Counts one event (no log line).
-pub fn count(action: Action, outcome: Outcome) {
+pub(crate) fn count(action: Action, outcome: Outcome) {
     metrics::counter!(m::AUTH_EVENTS, "action" => action.label(), "outcome" => outcome.label())
         .increment(1);
 }
 
 /// One audit event.
 #[derive(Debug, Clone, Default)]
-pub struct AuditEvent<'a> {
+pub(crate) struct AuditEvent<'a> {
     pub reason: Option<&'static str>,
     pub user_id: Option<UserId>,
     pub session_id: Option<SessionId>,
@@ -93,13 +93,13 @@ pub struct AuditEvent<'a> {
 /// Writes audit events; whether e-mail addresses may appear is its one
 /// setting (`audit_log_emails`, default off).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Auditor {
+pub(crate) struct Auditor {
     pub log_emails: bool,
 }
 
 impl Auditor {
     /// Counts the event and logs it.
-    pub fn record(&self, action: Action, outcome: Outcome, event: AuditEvent<'_>) {
+    pub(crate) fn record(&self, action: Action, outcome: Outcome, event: AuditEvent<'_>) {
         count(action, outcome);
         let email = event.email.filter(|_| self.log_emails);
         tracing::info!(

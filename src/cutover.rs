@@ -15,14 +15,14 @@ use crate::telemetry::metrics as m;
 
 /// How often the progress gauge is refreshed (it also indexes accounts
 /// the old service created meanwhile).
-pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const PROGRESS_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Most groups of case-only duplicates listed in the log and the report.
 const LISTED_GROUPS: i64 = 100;
 
 /// The progress, and the groups of case-only duplicate e-mails.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     pub old_accounts: i64,
     pub adopted: i64,
     pub upgraded: i64,
@@ -32,13 +32,13 @@ pub struct Report {
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct AmbiguousGroup {
+pub(crate) struct AmbiguousGroup {
     pub email_folded: String,
     pub legacy_ids: Vec<i64>,
 }
 
 /// `None` when the store reads no old tables.
-pub async fn report(store: &dyn Store) -> Result<Option<Report>, StoreError> {
+pub(crate) async fn report(store: &dyn Store) -> Result<Option<Report>, StoreError> {
     let Some(legacy) = store.legacy() else {
         return Ok(None);
     };
@@ -70,7 +70,7 @@ fn publish(counts: &LegacyCounts) {
 
 /// Logs the start-up line and keeps the gauge fresh; `None` without old
 /// tables.
-pub async fn start(
+pub(crate) async fn start(
     store: Arc<dyn Store>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, StoreError> {
     let Some(report) = report(&*store).await? else {

@@ -52,7 +52,7 @@ enum Job {
     VerifyBcrypt(Password, String, oneshot::Sender<bool>),
 }
 
-pub struct HashPool {
+pub(crate) struct HashPool {
     jobs: SyncSender<Job>,
     waiting: Arc<AtomicUsize>,
 }
@@ -60,7 +60,7 @@ pub struct HashPool {
 impl HashPool {
     /// Starts `threads` hashing threads at niceness `nice` (Linux; ignored
     /// elsewhere) behind a queue of at most `queue_limit` jobs.
-    pub fn new(
+    pub(crate) fn new(
         m_kib: u32,
         t: u32,
         p: u32,
@@ -86,12 +86,13 @@ impl HashPool {
     }
 
     /// Requests waiting for a hashing thread right now.
-    pub fn queue_depth(&self) -> usize {
+    #[cfg(test)]
+    fn queue_depth(&self) -> usize {
         self.waiting.load(Ordering::Relaxed)
     }
 
     /// Hashes a new password (PHC string, fresh random salt).
-    pub async fn hash(&self, password: Password) -> Result<String, HashError> {
+    pub(crate) async fn hash(&self, password: Password) -> Result<String, HashError> {
         let (done, result) = oneshot::channel();
         self.submit(Job::Hash(password, done))?;
         result.await.map_err(|_| stopped())?
@@ -101,7 +102,11 @@ impl HashPool {
     /// are never hashed: a failed sign-in is answered no earlier than
     /// `signin_failure_floor_ms` after it arrived (`UserActor`), which is
     /// what makes an unknown address and a wrong password cost the same.
-    pub async fn verify(&self, password: Password, stored: String) -> Result<bool, HashError> {
+    pub(crate) async fn verify(
+        &self,
+        password: Password,
+        stored: String,
+    ) -> Result<bool, HashError> {
         let (done, result) = oneshot::channel();
         self.submit(Job::Verify(password, stored, done))?;
         result.await.map_err(|_| stopped())
@@ -110,7 +115,7 @@ impl HashPool {
     /// Checks `password` against an old service's bcrypt hash, on the same
     /// bounded threads (cost 12 is ~215 ms of CPU: never on the async
     /// workers). A malformed hash never matches.
-    pub async fn verify_bcrypt(
+    pub(crate) async fn verify_bcrypt(
         &self,
         password: Password,
         stored: String,
@@ -224,7 +229,7 @@ impl Hasher {
 
 /// Seconds one hash takes on this thread with these parameters, the way the
 /// pool's threads hash (reused buffer), averaged over `rounds`.
-pub fn seconds_per_hash(m_kib: u32, t: u32, p: u32, rounds: u32) -> Result<f64, HashError> {
+pub(crate) fn seconds_per_hash(m_kib: u32, t: u32, p: u32, rounds: u32) -> Result<f64, HashError> {
     let params = Params::new(m_kib, t, p, None).map_err(|e| HashError::internal(e.to_string()))?;
     let mut hasher = Hasher::new(params);
     hasher.hash(b"warm-up: allocate the buffer")?;

@@ -172,7 +172,7 @@ impl KeyRing {
 
 /// Adds a new Ed25519 key (which becomes the signing key) and returns its
 /// `kid`. What `authd keys rotate` does.
-pub async fn add_key(store: &dyn Store) -> Result<String, KeyError> {
+pub(crate) async fn add_key(store: &dyn Store) -> Result<String, KeyError> {
     let created_at_ms = now_ms();
     let suffix: u32 = rand::random();
     let kid = format!("ed25519-{created_at_ms}-{suffix:08x}");

@@ -6,19 +6,21 @@
 //! share; [`settings`] is read once and handed down; [`startup`] wires it
 //! all together.
 
+#![warn(unreachable_pub)]
+
 pub mod actors;
-pub mod allocator;
-pub mod audit;
+mod allocator;
+mod audit;
 pub mod commands;
-pub mod cutover;
+mod cutover;
 pub mod domain;
-pub mod fault;
-pub mod hashing;
+mod fault;
+mod hashing;
 pub mod http;
-pub mod keys;
-pub mod secret;
-pub mod sessions;
+mod keys;
+mod secret;
+mod sessions;
 pub mod settings;
 pub mod startup;
-pub mod store;
+mod store;
 pub mod telemetry;

@@ -31,7 +31,7 @@ pub enum HealthMsg {
     Crash,
 }
 
-pub struct HealthDeps {
+pub(crate) struct HealthDeps {
     pub store: Arc<dyn Store>,
     pub interval: Duration,
 }
@@ -56,9 +56,9 @@ impl HealthHandle {
     }
 }
 
-pub struct DbHealthActor;
+pub(crate) struct DbHealthActor;
 
-pub struct HealthState {
+pub(crate) struct HealthState {
     deps: Arc<HealthDeps>,
     report: HealthReport,
     last_ping: Option<Instant>,

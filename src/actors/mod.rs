@@ -11,10 +11,10 @@
 //! While a child is down its slot is empty and calls fail at once with
 //! [`CallError::Unavailable`] (HTTP 503) instead of hanging.
 
-pub mod db_health;
-pub mod supervisor;
-pub mod token;
-pub mod user;
+pub(crate) mod db_health;
+pub(crate) mod supervisor;
+pub(crate) mod token;
+pub(crate) mod user;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -101,7 +101,7 @@ impl ChildrenUp {
 }
 
 /// Everything the supervisor needs to (re)start its children.
-pub struct SupervisorArgs {
+pub(crate) struct SupervisorArgs {
     pub user_deps: Arc<UserDeps>,
     pub user_slot: Arc<ChildSlot<UserMsg>>,
     pub token_deps: Arc<TokenDeps>,
@@ -112,14 +112,14 @@ pub struct SupervisorArgs {
     pub restart_window: Duration,
 }
 
-pub enum SupervisorMsg {
+pub(crate) enum SupervisorMsg {
     /// Start (again) the child of this kind.
     Start(ActorKind),
 }
 
-pub struct Supervisor;
+pub(crate) struct Supervisor;
 
-pub struct SupervisorState {
+pub(crate) struct SupervisorState {
     args: SupervisorArgs,
     children: HashMap<ActorId, ActorKind>,
     /// Recent failure instants per child, for backoff and the give-up limit.
@@ -296,7 +296,7 @@ fn backoff(failures_in_window: usize) -> Duration {
 }
 
 /// The running actor system.
-pub struct ActorSystem {
+pub(crate) struct ActorSystem {
     pub services: Services,
     token_deps: Arc<TokenDeps>,
     supervisor: ActorRef<SupervisorMsg>,
@@ -305,7 +305,7 @@ pub struct ActorSystem {
 
 impl ActorSystem {
     /// Spawns the supervisor (which spawns the children).
-    pub async fn start(
+    pub(crate) async fn start(
         token_deps: Arc<TokenDeps>,
         user_deps: impl FnOnce(TokenHandle) -> UserDeps,
         health_deps: HealthDeps,
@@ -350,13 +350,13 @@ impl ActorSystem {
 
     /// Completes when the supervisor stops by itself, which only happens
     /// when it gave up on a child.
-    pub async fn gave_up(&mut self) {
+    pub(crate) async fn gave_up(&mut self) {
         let _ = (&mut self.supervisor_done).await;
     }
 
     /// Stops the children after they finish what is in their mailboxes,
     /// then the supervisor, then waits for the session writers to flush.
-    pub async fn shutdown(self, timeout: Duration) {
+    pub(crate) async fn shutdown(self, timeout: Duration) {
         self.supervisor
             .get_cell()
             .drain_children_and_wait(Some(timeout))

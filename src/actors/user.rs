@@ -98,7 +98,7 @@ pub enum UserMsg {
     Crash,
 }
 
-pub struct UserDeps {
+pub(crate) struct UserDeps {
     pub store: Arc<dyn Store>,
     pub hasher: Arc<HashPool>,
     pub tokens: TokenHandle,
@@ -194,7 +194,7 @@ impl UserHandle {
     }
 }
 
-pub struct UserActor;
+pub(crate) struct UserActor;
 
 impl Actor for UserActor {
     type Msg = UserMsg;

@@ -6,7 +6,7 @@ use super::{SessionId, UserId};
 
 /// The longest User-Agent kept with a session, in characters (the
 /// database checks the same bound).
-pub const USER_AGENT_MAX_CHARS: usize = 256;
+pub(super) const USER_AGENT_MAX_CHARS: usize = 256;
 
 /// Where a session was started, as authd saw it at sign-in, sign-up or
 /// password change: the client address (the peer, or what a trusted proxy

@@ -13,13 +13,18 @@ mod results;
 mod session;
 mod token;
 
-pub use email::{Email, SignInEmail};
-pub use legacy_token::{LegacyClaims, LegacyTokenCodec};
-pub use listing::{SessionCursor, SessionOrigin, SessionSummary, USER_AGENT_MAX_CHARS};
+// What the tests and the binaries use; everything else is the crate's own.
+pub use email::Email;
 pub use password::Password;
-pub use results::{Authorized, IssuedToken, RevokeScope};
-pub use session::{RefreshDecision, Session, SessionChange, SessionId, SessionState, UserId};
-pub use token::{Claims, Ed25519Key, SigningKeys, TokenCodec, TokenError};
+pub use session::{Session, UserId};
+pub use token::{Ed25519Key, SigningKeys, TokenCodec};
+
+pub(crate) use email::SignInEmail;
+pub(crate) use legacy_token::LegacyTokenCodec;
+pub(crate) use listing::{SessionCursor, SessionOrigin, SessionSummary};
+pub(crate) use results::{Authorized, IssuedToken, RevokeScope};
+pub(crate) use session::{RefreshDecision, SessionChange, SessionId, SessionState};
+pub(crate) use token::{Claims, TokenError};
 
 /// A value from a client that does not satisfy a domain rule.
 ///

@@ -7,8 +7,8 @@
 
 use super::InvalidField;
 
-pub const MIN_CHARS: usize = 8;
-pub const MAX_BYTES: usize = 1024;
+pub(super) const MIN_CHARS: usize = 8;
+pub(super) const MAX_BYTES: usize = 1024;
 
 #[derive(Clone)]
 pub struct Password(String);

@@ -33,9 +33,9 @@ use crate::domain::{
 };
 
 /// Page size of `GET /sessions` without `?limit=`.
-pub const DEFAULT_PAGE: usize = 20;
+pub(crate) const DEFAULT_PAGE: usize = 20;
 /// The largest `?limit=`.
-pub const MAX_PAGE: usize = 100;
+pub(crate) const MAX_PAGE: usize = 100;
 
 /// The caller: the user and session of the Bearer token.
 async fn caller(request: &Request<Incoming>, ctx: &AppContext) -> Result<Authorized, ApiError> {
@@ -91,7 +91,7 @@ fn summary_json(session: &SessionSummary, current: Option<SessionId>) -> serde_j
 
 /// `GET /sessions`: the caller's live sessions, newest first, a page at a
 /// time. A cursor from another user, or one authd did not write, is 422.
-pub async fn list_sessions(
+pub(crate) async fn list_sessions(
     request: Request<Incoming>,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -131,7 +131,7 @@ pub async fn list_sessions(
 /// `DELETE /sessions/{id}`: 204 when `id` was one of the caller's live
 /// sessions (the current one included); 404 for anything else, so the
 /// answer never confirms that someone else's session exists.
-pub async fn delete_session(
+pub(crate) async fn delete_session(
     request: Request<Incoming>,
     client: IpAddr,
     ctx: &AppContext,
@@ -226,7 +226,7 @@ async fn account_key(ctx: &AppContext, who: &Authorized) -> Result<String, ApiEr
 /// `POST /password`: checks the current password, stores the new one
 /// (sign-up's rules), ends every session of the user on every instance —
 /// the caller's too — and answers a token of a new session.
-pub async fn change_password(
+pub(crate) async fn change_password(
     request: Request<Incoming>,
     client: IpAddr,
     ctx: &AppContext,
@@ -258,7 +258,7 @@ pub async fn change_password(
 
 /// `DELETE /account`: checks the password, then deletes the user and
 /// every session of theirs, everywhere. The e-mail is free again.
-pub async fn delete_account(
+pub(crate) async fn delete_account(
     request: Request<Incoming>,
     client: IpAddr,
     ctx: &AppContext,

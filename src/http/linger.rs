@@ -24,18 +24,18 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// Longest a closing connection is read from.
-pub const LINGER_TIME: Duration = Duration::from_secs(3);
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(3);
 /// Most bytes read and discarded from a closing connection.
-pub const LINGER_MAX_BYTES: usize = 8 * 1024 * 1024;
+pub(crate) const LINGER_MAX_BYTES: usize = 8 * 1024 * 1024;
 
 /// A TCP stream that lingers when dropped (see the module documentation).
-pub struct LingeringStream {
+pub(crate) struct LingeringStream {
     stream: Option<TcpStream>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
 impl LingeringStream {
-    pub fn new(stream: TcpStream, permit: OwnedSemaphorePermit) -> Self {
+    pub(crate) fn new(stream: TcpStream, permit: OwnedSemaphorePermit) -> Self {
         LingeringStream {
             stream: Some(stream),
             permit: Some(permit),

@@ -6,14 +6,14 @@
 //! mapping from failures to statuses ([`error`]). Nothing below this layer
 //! sees a hyper type.
 
-pub mod accounts;
-pub mod client_addr;
-pub mod error;
+pub(crate) mod accounts;
+pub(crate) mod client_addr;
+pub(crate) mod error;
 pub mod json;
-pub mod linger;
-pub mod probes;
-pub mod rate_limit;
-pub mod routes;
-pub mod server;
+pub(crate) mod linger;
+pub(crate) mod probes;
+pub(crate) mod rate_limit;
+pub(crate) mod routes;
+pub(crate) mod server;
 
 pub use error::ApiError;

@@ -21,7 +21,7 @@ use super::routes::AppContext;
 
 /// Where the process is in its life, as far as readiness is concerned.
 #[derive(Debug, Default)]
-pub struct Lifecycle {
+pub(crate) struct Lifecycle {
     /// Set once start-up applied the migrations (before anything listens).
     migrated: AtomicBool,
     /// Set when a shutdown begins; never cleared.
@@ -29,16 +29,16 @@ pub struct Lifecycle {
 }
 
 impl Lifecycle {
-    pub fn mark_migrated(&self) {
+    pub(crate) fn mark_migrated(&self) {
         self.migrated.store(true, Ordering::Release);
     }
 
     /// From now on readiness answers 503.
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         self.stopping.store(true, Ordering::Release);
     }
 
-    pub fn is_stopping(&self) -> bool {
+    pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
     }
 
@@ -48,13 +48,13 @@ impl Lifecycle {
 }
 
 /// `GET /health/live`: answering at all is the answer.
-pub fn live() -> Response<Full<Bytes>> {
+pub(crate) fn live() -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, &json!({ "status": "alive" }))
 }
 
 /// `GET /health/ready`: 200 only when every condition holds; otherwise 503
 /// naming each one that does not, with `Retry-After`.
-pub async fn ready(ctx: &AppContext) -> Response<Full<Bytes>> {
+pub(crate) async fn ready(ctx: &AppContext) -> Response<Full<Bytes>> {
     let mut reasons: Vec<String> = Vec::new();
     if ctx.lifecycle.is_stopping() {
         reasons.push("shutting_down".into());

@@ -40,7 +40,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 /// How often keys not seen for a minute are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-pub struct RateLimits {
+pub(crate) struct RateLimits {
     per_ip: DefaultKeyedRateLimiter<u128>,
     per_account: AccountLimiter,
     /// Keys the e-mail hash per process, so nobody can aim collisions.
@@ -51,13 +51,13 @@ pub struct RateLimits {
 
 /// Which limit refused, and when to come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limited {
+pub(crate) struct Limited {
     pub retry_after: Duration,
 }
 
 impl RateLimits {
     /// `None` when disabled or a rate is zero (no limit).
-    pub fn new(
+    pub(crate) fn new(
         enabled: bool,
         per_ip_per_minute: u32,
         per_account_per_minute: u32,
@@ -95,7 +95,7 @@ impl RateLimits {
     /// Counts one attempt by `ip` on `account`; refuses if either is over
     /// its rate, or if a limiter's table is full. The account's cell is
     /// given back by [`refund`](Self::refund) when the password was right.
-    pub fn check(&self, ip: IpAddr, account: &str) -> Result<(), Limited> {
+    pub(crate) fn check(&self, ip: IpAddr, account: &str) -> Result<(), Limited> {
         let full = Limited {
             retry_after: SWEEP_INTERVAL,
         };
@@ -119,7 +119,7 @@ impl RateLimits {
     }
 
     /// Counts one attempt by `ip` only (sign-up checks no password).
-    pub fn check_address(&self, ip: IpAddr) -> Result<(), Limited> {
+    pub(crate) fn check_address(&self, ip: IpAddr) -> Result<(), Limited> {
         if self.per_ip.len() >= self.max_keys {
             self.sweep();
             if self.per_ip.len() >= self.max_keys {
@@ -139,13 +139,14 @@ impl RateLimits {
 
     /// Gives back the cell an attempt on `account` took: its password was
     /// right, and only failed checks count against an account.
-    pub fn refund(&self, account: &str) {
+    pub(crate) fn refund(&self, account: &str) {
         self.per_account
             .give_back(self.account_hasher.hash_one(account));
     }
 
     /// Keys currently held by the (address, account) limiters.
-    pub fn keys(&self) -> (usize, usize) {
+    #[cfg(test)]
+    fn keys(&self) -> (usize, usize) {
         (self.per_ip.len(), self.per_account.len())
     }
 

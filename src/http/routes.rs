@@ -51,7 +51,7 @@ use crate::telemetry::metrics as m;
 use hyper::header::USER_AGENT;
 
 /// What every handler can reach.
-pub struct AppContext {
+pub(crate) struct AppContext {
     pub services: Services,
     pub body: BodyLimits,
     /// Request line plus headers, in bytes; more gets 431.
@@ -66,7 +66,7 @@ pub struct AppContext {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     SignUp,
     SignIn,
     Refresh,
@@ -87,7 +87,7 @@ pub enum Endpoint {
 
 impl Endpoint {
     /// A short, fixed label for logs and metrics.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Endpoint::SignUp => "signup",
             Endpoint::SignIn => "signin",
@@ -111,7 +111,7 @@ impl Endpoint {
 
 /// Which endpoints one listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Surface {
+pub(crate) enum Surface {
     /// `bind`: the API; `/metrics` too unless an admin listener exists.
     Public { metrics: bool },
     /// `admin_bind`: `/metrics` and the health probes only.
@@ -119,7 +119,7 @@ pub enum Surface {
 }
 
 impl Surface {
-    pub fn serves(self, endpoint: Endpoint) -> bool {
+    pub(crate) fn serves(self, endpoint: Endpoint) -> bool {
         match (self, endpoint) {
             (Surface::Public { metrics }, Endpoint::Metrics) => metrics,
             (Surface::Public { .. }, _) => true,
@@ -133,7 +133,7 @@ impl Surface {
 
 /// Finds the endpoint for a method and path on `surface`: 404 for a path
 /// it does not serve, 405 for a served path with the wrong method.
-pub fn route(surface: Surface, method: &Method, path: &str) -> Result<Endpoint, ApiError> {
+pub(crate) fn route(surface: Surface, method: &Method, path: &str) -> Result<Endpoint, ApiError> {
     let (allowed, endpoint) = lookup(path)?;
     if !surface.serves(endpoint) {
         return Err(ApiError::NotFound);
@@ -178,7 +178,7 @@ fn lookup(path: &str) -> Result<(&'static str, Endpoint), ApiError> {
 
 /// Runs the handler of `endpoint`; `client` is the client's address (the
 /// peer, or what a trusted proxy says; see `client_addr`).
-pub async fn dispatch(
+pub(crate) async fn dispatch(
     endpoint: Endpoint,
     request: Request<Incoming>,
     client: IpAddr,
@@ -260,7 +260,7 @@ fn failure_reason(failure: &ApiError) -> &'static str {
 }
 
 /// Sign-up applies authd's rules to the e-mail and the password.
-pub async fn sign_up(
+pub(crate) async fn sign_up(
     request: Request<Incoming>,
     peer: IpAddr,
     ctx: &AppContext,
@@ -306,7 +306,7 @@ pub async fn sign_up(
     ))
 }
 
-pub async fn sign_in(
+pub(crate) async fn sign_in(
     request: Request<Incoming>,
     peer: IpAddr,
     ctx: &AppContext,
@@ -355,7 +355,7 @@ pub async fn sign_in(
 
 /// Refreshes are counted by `TokenActor`, not logged; reuse detection is
 /// an audit event.
-pub async fn refresh(
+pub(crate) async fn refresh(
     request: Request<Incoming>,
     peer: IpAddr,
     ctx: &AppContext,
@@ -382,7 +382,7 @@ pub async fn refresh(
     ))
 }
 
-pub async fn revoke(
+pub(crate) async fn revoke(
     request: Request<Incoming>,
     peer: IpAddr,
     ctx: &AppContext,
@@ -428,7 +428,7 @@ fn token_reason(failure: &TokenFailure) -> &'static str {
     }
 }
 
-pub async fn authorize(
+pub(crate) async fn authorize(
     request: Request<Incoming>,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -453,7 +453,7 @@ pub async fn authorize(
 /// carries (400/422 otherwise), and when both are well-formed the body's
 /// token is the one authorized: the body is this endpoint's question,
 /// while an `Authorization` header may belong to whoever relays it.
-pub async fn authorize_token(
+pub(crate) async fn authorize_token(
     request: Request<Incoming>,
     ctx: &AppContext,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
@@ -489,9 +489,9 @@ fn identity_headers(who: &crate::domain::Authorized, headers: &mut hyper::Header
 }
 
 /// The authorized user's id (a UUID) in `/authorize` answers.
-pub const USER_ID_HEADER: &str = "x-authd-user-id";
+pub(crate) const USER_ID_HEADER: &str = "x-authd-user-id";
 
-pub async fn health(ctx: &AppContext) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(crate) async fn health(ctx: &AppContext) -> Result<Response<Full<Bytes>>, ApiError> {
     let (status, body) = match ctx.services.health.status().await {
         Ok(report) if report.database_ok => (
             StatusCode::OK,
@@ -511,13 +511,13 @@ pub async fn health(ctx: &AppContext) -> Result<Response<Full<Bytes>>, ApiError>
 
 /// The public signing keys (EdDSA), for verifiers outside authd. Empty
 /// with HS256: a shared secret is never published.
-pub fn jwks(ctx: &AppContext) -> Response<Full<Bytes>> {
+pub(crate) fn jwks(ctx: &AppContext) -> Response<Full<Bytes>> {
     json_response(StatusCode::OK, &ctx.services.tokens.jwks())
 }
 
 /// The OpenAPI 3 description of this API (`src/http/openapi.json`, checked
 /// against the live server in CI by schemathesis).
-pub fn openapi() -> Response<Full<Bytes>> {
+pub(crate) fn openapi() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(
         include_str!("openapi.json").as_bytes(),
     )));
@@ -530,7 +530,7 @@ pub fn openapi() -> Response<Full<Bytes>> {
 /// Prometheus text exposition. Every gauge is published by its owner (the
 /// session cache, the hashing pool, the store, `DbHealthActor`), so this
 /// only renders.
-pub fn metrics() -> Response<Full<Bytes>> {
+pub(crate) fn metrics() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(m::render())));
     response.headers_mut().insert(
         CONTENT_TYPE,

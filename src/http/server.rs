@@ -39,7 +39,7 @@ use super::ApiError;
 use crate::telemetry::metrics as m;
 
 #[derive(Debug, Clone, Copy)]
-pub struct ServerLimits {
+pub(crate) struct ServerLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_grace: Duration,
@@ -50,7 +50,7 @@ pub struct ServerLimits {
 
 /// Serves `listener` until `shutdown` completes, then stops accepting and
 /// waits up to `shutdown_grace` for in-flight requests to finish.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     surface: Surface,
     ctx: Arc<AppContext>,

@@ -35,7 +35,7 @@ const CATCH_UP_RETRY: Duration = Duration::from_millis(500);
 
 /// Starts following the change feed, if the store has one, catching up by
 /// reading every `catch_up_interval`.
-pub fn spawn(
+pub(crate) fn spawn(
     store: Arc<dyn Store>,
     cache: Arc<SessionCache>,
     catch_up_interval: Duration,

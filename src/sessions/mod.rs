@@ -12,9 +12,9 @@
 //! `writer` and `feed` depend on `cache` only, never on each other nor on
 //! the actors; `TokenActor` (in `actors`) depends on all three.
 
-pub mod cache;
-pub mod feed;
-pub mod writer;
+pub(crate) mod cache;
+pub(crate) mod feed;
+pub(crate) mod writer;
 
-pub use cache::SessionCache;
-pub use writer::{BatchLimits, OnDurable, SessionWriter, WriteResult};
+pub(crate) use cache::SessionCache;
+pub(crate) use writer::{BatchLimits, SessionWriter};

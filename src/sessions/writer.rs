@@ -29,12 +29,12 @@ use crate::telemetry::metrics as m;
 /// database is slower than the traffic.
 const QUEUE_CAPACITY: usize = 65_536;
 
-pub type WriteResult = Result<WriteOutcome, StoreError>;
+pub(crate) type WriteResult = Result<WriteOutcome, StoreError>;
 
 /// What to do with a write's outcome. Runs inside the writer task, right
 /// after the batch: it must be quick and must not block (send a reply,
 /// spawn a task for anything slower).
-pub type OnDurable = Box<dyn FnOnce(WriteResult) + Send>;
+pub(crate) type OnDurable = Box<dyn FnOnce(WriteResult) + Send>;
 
 struct Submission {
     write: SessionWrite,
@@ -54,13 +54,13 @@ pub struct BatchLimits {
 
 /// Handle to the writer task; cheap to clone.
 #[derive(Clone)]
-pub struct SessionWriter {
+pub(crate) struct SessionWriter {
     queue: mpsc::Sender<Submission>,
 }
 
 impl SessionWriter {
     /// Starts the writer task.
-    pub fn spawn(
+    pub(crate) fn spawn(
         store: Arc<dyn Store>,
         cache: Arc<SessionCache>,
         limits: BatchLimits,
@@ -72,7 +72,7 @@ impl SessionWriter {
 
     /// Queues a write; `done` gets its outcome once it is durable (or
     /// failed). If the queue is full, `done` gets `Unavailable` at once.
-    pub fn submit(&self, write: SessionWrite, done: OnDurable) {
+    pub(crate) fn submit(&self, write: SessionWrite, done: OnDurable) {
         if let Err(refused) = self.queue.try_send(Submission { write, done }) {
             let submission = match refused {
                 mpsc::error::TrySendError::Full(s) | mpsc::error::TrySendError::Closed(s) => s,

@@ -14,14 +14,14 @@
 
 /// One schema change.
 #[derive(Debug, Clone, Copy)]
-pub struct Migration {
+pub(crate) struct Migration {
     /// Strictly increasing, starting at 1.
     pub version: i64,
     pub name: &'static str,
     pub sql: &'static str,
 }
 
-pub const POSTGRES: &[Migration] = &[
+pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
         version: 1,
         name: "init",
@@ -49,7 +49,7 @@ pub const POSTGRES: &[Migration] = &[
     },
 ];
 
-pub const SQLITE: &[Migration] = &[
+pub(crate) const SQLITE: &[Migration] = &[
     Migration {
         version: 1,
         name: "init",

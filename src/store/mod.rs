@@ -8,16 +8,16 @@
 
 #[cfg(test)]
 pub(crate) mod conformance;
-pub mod migrations;
-pub mod postgres;
+pub(crate) mod migrations;
+pub(crate) mod postgres;
 mod shared;
-pub mod sqlite;
+pub(crate) mod sqlite;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
-pub use crate::domain::SessionChange;
+pub(crate) use crate::domain::SessionChange;
 use crate::domain::{
     Email, Session, SessionCursor, SessionId, SessionOrigin, SessionSummary, UserId,
 };
@@ -234,17 +234,6 @@ pub struct BatchOutcome {
     pub changes: Vec<SessionChange>,
 }
 
-/// A snapshot of a connection pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PoolStatus {
-    /// Connections open (in use or idle).
-    pub size: usize,
-    /// Idle connections ready for use.
-    pub available: usize,
-    /// Callers waiting for a connection.
-    pub waiting: usize,
-}
-
 /// What the change feed delivers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedEvent {
@@ -400,7 +389,7 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store named by the settings, creating the database (PostgreSQL)
 /// or file (SQLite) if missing and applying pending migrations.
-pub async fn connect(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
+pub(crate) async fn connect(settings: &Settings) -> Result<Arc<dyn Store>, StoreError> {
     let database = settings.database().map_err(StoreError::internal)?;
     Ok(match database {
         Database::Sqlite { path } => {

@@ -105,7 +105,7 @@ const PRUNE_CHUNK: u32 = 5_000;
 
 type Shared = Arc<Mutex<Connection>>;
 
-pub struct SqliteStore {
+pub(crate) struct SqliteStore {
     writer: Shared,
     reader: Shared,
     /// Bound on every operation (`db_timeout`).
@@ -116,7 +116,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file at `path` and its
     /// directory, and applies pending migrations. Every later operation
     /// answers within `timeout`.
-    pub async fn open(path: &Path, timeout: Duration) -> Result<Self, StoreError> {
+    pub(crate) async fn open(path: &Path, timeout: Duration) -> Result<Self, StoreError> {
         let path = path.to_path_buf();
         let store = tokio::task::spawn_blocking(move || Self::open_blocking(&path, timeout))
             .await

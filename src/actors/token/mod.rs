@@ -21,12 +21,12 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 mod failure;
-pub mod legacy;
+pub(crate) mod legacy;
 mod manage;
 
-pub use self::failure::{TokenFailure, TokenRefusal};
+pub(crate) use self::failure::{TokenFailure, TokenRefusal};
 use self::legacy::{LegacyRequest, LegacyTokens};
-pub use self::manage::ManageRequest;
+pub(crate) use self::manage::ManageRequest;
 use super::{CallError, ChildSlot};
 use crate::audit::{self, Action, Outcome};
 use crate::domain::{
@@ -327,9 +327,9 @@ impl TokenHandle {
     }
 }
 
-pub struct TokenActor;
+pub(crate) struct TokenActor;
 
-pub struct TokenState {
+pub(crate) struct TokenState {
     deps: Arc<TokenDeps>,
     writer: SessionWriter,
     /// Sessions with a rotation in flight, with the refreshes parked behind it.

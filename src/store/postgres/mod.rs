@@ -88,20 +88,20 @@ use writes::Plan;
 
 use super::shared::{ChangeSet, LOAD_SECRET, LOAD_SIGNING_KEYS};
 use super::{
-    migrations, BatchOutcome, FeedEvent, LegacyStore, NewUser, PoolStatus, SessionWrite,
-    SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
+    migrations, BatchOutcome, FeedEvent, LegacyStore, NewUser, SessionWrite, SigningKeyRecord,
+    Store, StoreError, UserRecord, WriteOutcome,
 };
 use crate::domain::{Session, SessionChange, SessionCursor, SessionId, SessionSummary, UserId};
 use crate::settings::PostgresTarget;
 
 /// The schema holding every table of authd's (see `migrations`).
-pub const SCHEMA: &str = "authd";
+pub(crate) const SCHEMA: &str = "authd";
 
 /// Name of the unique constraint on `users.email` (sql/postgres/0001).
 const EMAIL_CONSTRAINT: &str = "users_email_key";
 
 /// The `NOTIFY` channel on which committed session changes are published.
-pub const CHANGE_CHANNEL: &str = "authd_sessions";
+pub(crate) const CHANGE_CHANNEL: &str = "authd_sessions";
 
 /// Every notification payload is shorter than this (PostgreSQL refuses
 /// 8000 bytes and more).
@@ -191,7 +191,7 @@ const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys \
      (kid, algorithm, private_key, public_key, created_at_ms) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (kid) DO NOTHING";
 
-pub struct PostgresStore {
+pub(crate) struct PostgresStore {
     pool: Pool,
     timeout: Duration,
     /// Whether the old FastAPI service's tables are read (they exist and
@@ -206,7 +206,7 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Creates the database if missing, opens a pool of at most `pool_size`
     /// connections and applies pending migrations.
-    pub async fn connect(
+    pub(crate) async fn connect(
         target: &PostgresTarget,
         pool_size: usize,
         timeout: Duration,
@@ -296,16 +296,6 @@ impl PostgresStore {
                 Err(Failure::Elapsed(limit))
             }
         }
-    }
-
-    /// The connection pool's state right now.
-    pub fn pool_status(&self) -> Option<PoolStatus> {
-        let status = self.pool.status();
-        Some(PoolStatus {
-            size: status.size,
-            available: status.available,
-            waiting: status.waiting,
-        })
     }
 }
 
@@ -785,7 +775,7 @@ mod tests {
         let count = TestDb::applied_migrations;
         assert_eq!(count(&a).await, migrations::POSTGRES.len() as i64);
         assert_eq!(count(&b).await, migrations::POSTGRES.len() as i64);
-        let pool = a.pool_status().expect("pooled");
+        let pool = a.pool.status();
         assert!(pool.size >= 1 && pool.available <= pool.size && pool.waiting == 0);
         drop((a, b));
         db.remove().await;
