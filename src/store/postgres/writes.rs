@@ -5,6 +5,51 @@ use std::collections::hash_map::Entry;
 
 use super::*;
 
+/// Creates skip (and report as conflicts) ids that already exist and users
+/// that do not, instead of failing the whole batch on a constraint. The
+/// user's row is locked (`FOR KEY SHARE`, what a foreign key would take)
+/// until the batch commits, so an account deletion waits for it and then
+/// revokes the new session too, or the insert waits for the deletion and
+/// finds no user.
+const CREATE_SESSIONS: &str = "INSERT INTO sessions \
+     (id, user_id, generation, issued_at_ms, expires_at_ms, revoked_at_ms, created_at_ms, \
+      user_int_id, client_address, user_agent) \
+     SELECT v.id, v.user_id, v.generation, v.issued, v.expires, v.revoked, v.issued, v.int_id, \
+       v.address, v.agent \
+     FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], \
+       $7::bigint[], $8::text[], $9::text[]) \
+       AS v(id, user_id, generation, issued, expires, revoked, int_id, address, agent) \
+     WHERE EXISTS (SELECT 1 FROM users u WHERE u.id = v.user_id FOR KEY SHARE) \
+     ON CONFLICT (id) DO NOTHING \
+     RETURNING id";
+/// The updates return the final state of what they touched (a
+/// [`SessionChange`]); the id comes first, for the outcomes.
+const ROTATE_SESSIONS: &str = "UPDATE sessions s \
+     SET generation = v.from_gen + 1, issued_at_ms = v.issued, \
+       updated_at_ms = GREATEST(s.updated_at_ms, v.issued) \
+     FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS v(id, from_gen, issued) \
+     WHERE s.id = v.id AND s.generation = v.from_gen AND s.revoked_at_ms IS NULL \
+     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
+/// Idempotent: revoking a revoked session keeps its first revocation time
+/// and `updated_at_ms`, but still counts as applied (and as a change).
+const REVOKE_SESSIONS: &str = "UPDATE sessions s \
+     SET revoked_at_ms = COALESCE(s.revoked_at_ms, v.at), \
+       updated_at_ms = CASE WHEN s.revoked_at_ms IS NULL \
+         THEN GREATEST(s.updated_at_ms, v.at) ELSE s.updated_at_ms END \
+     FROM UNNEST($1::uuid[], $2::bigint[]) AS v(id, at) \
+     WHERE s.id = v.id \
+     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
+/// Also closes the old service's tokens of those users (see
+/// `users.legacy_tokens_closed`), in the same statement. `keep` is the
+/// session spared (`scope: "others"`), the nil UUID for none.
+const REVOKE_USERS: &str = "WITH closed AS (UPDATE users SET legacy_tokens_closed = true \
+       WHERE id = ANY($1::uuid[]) AND NOT legacy_tokens_closed) \
+     UPDATE sessions s \
+     SET revoked_at_ms = v.at, updated_at_ms = GREATEST(s.updated_at_ms, v.at) \
+     FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[]) AS v(user_id, at, keep) \
+     WHERE s.user_id = v.user_id AND s.revoked_at_ms IS NULL AND s.id <> v.keep \
+     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
+
 /// A batch of session writes regrouped into the arrays of one statement per
 /// kind. Rotations of the same session are split into rounds (the second
 /// rotation of a session in the batch goes into round two, and so on): one
@@ -210,4 +255,104 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// What the statements of a batch returned.
+pub(super) struct Written {
+    pub(super) created: Vec<Uuid>,
+    /// Per rotation round.
+    pub(super) rotated: Vec<Vec<Uuid>>,
+    pub(super) revoked: Vec<Uuid>,
+    pub(super) changes: Vec<SessionChange>,
+}
+
+/// Runs the statements of `plan` on `c` (a transaction, or the bare
+/// connection when there is one statement).
+pub(super) async fn apply_plan<C: deadpool_postgres::GenericClient + Sync>(
+    c: &C,
+    plan: &Plan,
+) -> Result<Result<Written, StoreError>, tokio_postgres::Error> {
+    let mut changes = ChangeSet::default();
+    let mut created = Vec::new();
+    if !plan.creates.ids.is_empty() {
+        let statement = c.prepare_cached(CREATE_SESSIONS).await?;
+        let n = &plan.creates;
+        let rows = c
+            .query(
+                &statement,
+                &[
+                    &n.ids,
+                    &n.user_ids,
+                    &n.generations,
+                    &n.issued,
+                    &n.expires,
+                    &n.revoked,
+                    &n.user_int_ids,
+                    &n.client_addresses,
+                    &n.user_agents,
+                ],
+            )
+            .await?;
+        created = ids(&rows)?;
+    }
+    let mut rotated = Vec::with_capacity(plan.rotation_rounds.len());
+    for round in &plan.rotation_rounds {
+        let statement = c.prepare_cached(ROTATE_SESSIONS).await?;
+        let rows = c
+            .query(
+                &statement,
+                &[&round.ids, &round.from_generations, &round.issued],
+            )
+            .await?;
+        rotated.push(ids(&rows)?);
+        if let Err(e) = record_rows(&mut changes, &rows) {
+            return Ok(Err(e));
+        }
+    }
+    let mut revoked = Vec::new();
+    if !plan.revokes.ids.is_empty() {
+        let statement = c.prepare_cached(REVOKE_SESSIONS).await?;
+        let rows = c
+            .query(&statement, &[&plan.revokes.ids, &plan.revokes.at])
+            .await?;
+        revoked = ids(&rows)?;
+        if let Err(e) = record_rows(&mut changes, &rows) {
+            return Ok(Err(e));
+        }
+    }
+    if !plan.user_revokes.ids.is_empty() {
+        let statement = c.prepare_cached(REVOKE_USERS).await?;
+        let rows = c
+            .query(
+                &statement,
+                &[
+                    &plan.user_revokes.ids,
+                    &plan.user_revokes.at,
+                    &plan.user_revoke_keeps,
+                ],
+            )
+            .await?;
+        if let Err(e) = record_rows(&mut changes, &rows) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(Written {
+        created,
+        rotated,
+        revoked,
+        changes: changes.into_list(),
+    }))
+}
+
+fn ids(rows: &[Row]) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+    rows.iter().map(|row| row.try_get(0)).collect()
+}
+
+/// Records the final states a statement returned (rows `(id, generation,
+/// issued_at_ms, revoked)`).
+fn record_rows(changes: &mut ChangeSet, rows: &[Row]) -> Result<(), StoreError> {
+    for row in rows {
+        changes.record(change_from_row(row)?);
+    }
+    Ok(())
 }
