@@ -46,7 +46,7 @@ use crate::actors::token::{TokenFailure, TokenRefusal};
 use crate::actors::user::UserFailure;
 use crate::actors::Services;
 use crate::audit::{Action, AuditEvent, Auditor, Outcome};
-use crate::domain::{Email, Password, SessionOrigin, SignInEmail};
+use crate::domain::{Email, IssuedToken, Password, SessionOrigin, SignInEmail};
 use crate::telemetry::metrics as m;
 use hyper::header::USER_AGENT;
 
@@ -247,6 +247,37 @@ fn origin_of(request: &Request<Incoming>, client: IpAddr) -> SessionOrigin {
     )
 }
 
+/// The audit event of a sign-up or sign-in: who, which session, or why not.
+fn audit_session_start(
+    ctx: &AppContext,
+    action: Action,
+    result: &Result<IssuedToken, ApiError>,
+    peer: IpAddr,
+    email: &str,
+) {
+    let (outcome, reason, user_id, session_id) = match result {
+        Ok(issued) => (
+            Outcome::Success,
+            None,
+            Some(issued.user_id),
+            Some(issued.session_id),
+        ),
+        Err(e) => (Outcome::Failure, Some(failure_reason(e)), None, None),
+    };
+    ctx.auditor.record(
+        action,
+        outcome,
+        AuditEvent {
+            reason,
+            user_id,
+            session_id,
+            client: Some(peer),
+            email: Some(email),
+            ..AuditEvent::default()
+        },
+    );
+}
+
 /// Why a sign-up or sign-in failed, for its audit event.
 fn failure_reason(failure: &ApiError) -> &'static str {
     match failure {
@@ -279,27 +310,7 @@ pub(crate) async fn sign_up(
             .map_err(ApiError::from),
         Err(e) => Err(e),
     };
-    let (outcome, reason, user_id, session_id) = match &result {
-        Ok(issued) => (
-            Outcome::Success,
-            None,
-            Some(issued.user_id),
-            Some(issued.session_id),
-        ),
-        Err(e) => (Outcome::Failure, Some(failure_reason(e)), None, None),
-    };
-    ctx.auditor.record(
-        Action::SignUp,
-        outcome,
-        AuditEvent {
-            reason,
-            user_id,
-            session_id,
-            client: Some(peer),
-            email: Some(&typed),
-            ..AuditEvent::default()
-        },
-    );
+    audit_session_start(ctx, Action::SignUp, &result, peer, &typed);
     Ok(json_response(
         StatusCode::CREATED,
         &TokenResponse::from(result?),
@@ -329,27 +340,7 @@ pub(crate) async fn sign_in(
         }
         Err(e) => Err(e),
     };
-    let (outcome, reason, user_id, session_id) = match &result {
-        Ok(issued) => (
-            Outcome::Success,
-            None,
-            Some(issued.user_id),
-            Some(issued.session_id),
-        ),
-        Err(e) => (Outcome::Failure, Some(failure_reason(e)), None, None),
-    };
-    ctx.auditor.record(
-        Action::SignIn,
-        outcome,
-        AuditEvent {
-            reason,
-            user_id,
-            session_id,
-            client: Some(peer),
-            email: Some(&account),
-            ..AuditEvent::default()
-        },
-    );
+    audit_session_start(ctx, Action::SignIn, &result, peer, &account);
     Ok(json_response(StatusCode::OK, &TokenResponse::from(result?)))
 }
 
