@@ -12,6 +12,7 @@ mod password;
 mod results;
 mod session;
 mod token;
+mod verified;
 
 // What the tests and the binaries use; everything else is the crate's own.
 pub use email::Email;

@@ -9,7 +9,12 @@
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::{Session, SessionId, UserId};
+use super::verified::VerifiedTokens;
+use super::{now_ms, Session, SessionId, UserId};
+
+/// A JWT this service issued is a few hundred bytes; refusing longer input
+/// first keeps hashing, base64 and JSON work on garbage bounded.
+const MAX_TOKEN_BYTES: usize = 4096;
 
 /// The claims of an authd access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +100,10 @@ pub struct TokenCodec {
     /// Same, but an expired token passes: `/refresh` and `/revoke` accept
     /// an expired token of a session that is still inside its lifetime.
     expired_ok: Validation,
+    /// Tokens this codec has verified, so that presenting one again skips
+    /// the signature check (see [`VerifiedTokens`]). Dropped with the codec
+    /// when the keys change.
+    verified: VerifiedTokens,
     issuer: String,
     audience: String,
     access_ttl_secs: i64,
@@ -162,6 +171,7 @@ impl TokenCodec {
             decoding,
             strict,
             expired_ok,
+            verified: VerifiedTokens::new(),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             access_ttl_secs,
@@ -202,22 +212,36 @@ impl TokenCodec {
         jsonwebtoken::encode(&self.header, claims, &self.encoding)
     }
 
-    /// Verifies signature, algorithm, issuer, audience and expiry.
+    /// Verifies signature, algorithm, issuer, audience and expiry. A token
+    /// verified before is recognised by its digest; only its expiry is
+    /// checked again.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        self.decode(token, &self.strict)
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid);
+        }
+        let digest = VerifiedTokens::digest(token);
+        if let Some(claims) = self.verified.get(&digest, now_ms().div_euclid(1000)) {
+            return Ok(claims);
+        }
+        let claims = self.decode(token, &self.strict)?;
+        self.verified.remember(digest, &claims);
+        Ok(claims)
     }
 
-    /// Like [`verify`](Self::verify) but lets an expired token through.
+    /// Like [`verify`](Self::verify) but lets an expired token through. A
+    /// token strictly verified before passes as it did then; one seen only
+    /// here is not remembered (a refresh presents a token once).
     pub fn verify_allow_expired(&self, token: &str) -> Result<Claims, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Invalid);
+        }
+        if let Some(claims) = self.verified.get(&VerifiedTokens::digest(token), i64::MIN) {
+            return Ok(claims);
+        }
         self.decode(token, &self.expired_ok)
     }
 
     fn decode(&self, token: &str, validation: &Validation) -> Result<Claims, TokenError> {
-        // A JWT this service issued is a few hundred bytes; refusing long
-        // input early keeps base64/JSON work on garbage bounded.
-        if token.len() > 4096 {
-            return Err(TokenError::Invalid);
-        }
         let key = match &self.decoding {
             DecodingKeys::Single(key) => key,
             DecodingKeys::ByKid(keys) => {

@@ -1,6 +1,7 @@
 //! `GET /authorize`: who a valid token belongs to, and a 401 for anything
 //! else (no token, garbage, a wrong key, `alg: none`, tampering, a wrong
-//! audience or issuer, a session that does not exist).
+//! audience or issuer, a session that does not exist), also for a token
+//! authorized before (remembered by its digest, never by its session state).
 
 use base64::Engine;
 use jsonwebtoken::Algorithm;
@@ -41,6 +42,13 @@ async fn authorize_valid_tokens(backend: Backend) {
     for _ in 0..3 {
         assert_eq!(app.authorized(&token).await.body, reply.body);
     }
+
+    // A token authorized before is recognised without a second signature
+    // check, but its session is still consulted every time: revoked, it
+    // is refused at once.
+    let revoked = app.revoke(&token).await;
+    assert_eq!(revoked.status, 200, "{revoked:?}");
+    app.authorize(&token).await.error(401, "token_revoked");
 }
 
 async fn authorize_requires_a_bearer_token(backend: Backend) {
