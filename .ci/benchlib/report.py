@@ -46,6 +46,30 @@ def pct(a, b):
     return f"{a / b:.0%}" if b else "n/a"
 
 
+def cpu_split(lines, all_results, stores, conns):
+    """Where each request's CPU went: microseconds per request of authd,
+    PostgreSQL, the load generator and idle CPU, in the metered window."""
+    lines.append("")
+    lines.append(f"Where each request's CPU went at {conns} connections (µs per request, from /proc "
+                 f"during the metered window: authd, PostgreSQL's backends and writers, the load "
+                 f"generator, and CPU left idle; {os.cpu_count()} vCPUs give "
+                 f"{os.cpu_count() * 1e6:,.0f} µs per second):")
+    lines.append("")
+    lines.append("| scenario | " + " | ".join(
+        f"{s} authd / PostgreSQL / load generator / idle" for s in stores) + " |")
+    lines.append("| --- |" + " --- |" * len(stores))
+    for scenario in ["health", "authorize", "refresh"]:
+        row = [scenario]
+        for s in stores:
+            c = all_results[s].get(f"cost_{scenario}", {})
+            if "authd_us_per_request" not in c:
+                row.append("—")
+                continue
+            parts = [c.get(f"{w}_us_per_request") for w in ("authd", "pg", "load", "idle")]
+            row.append(" / ".join("—" if v is None else f"{v:.1f}" for v in parts))
+        lines.append("| " + " | ".join(row) + " |")
+
+
 def table(all_results, args, extra):
     stores = list(all_results)
     low, high = args.connections, args.connections_high
@@ -125,6 +149,7 @@ def table(all_results, args, extra):
               lambda r: memory(r["final_rss_mib"], r["cached_sessions"]))
     ratio_row("resident memory after the revoke runs, cheap-hash server (vs budget)",
               lambda r: memory(r["revoke_pair"]["rss_mib"], r["revoke_pair"]["cached_sessions"]))
+    cpu_split(lines, all_results, stores, low)
     lines.append("")
     lines.append(f"Session cache: {per:.0f} bytes per session with {cache['sessions']:,} sessions "
                  f"(`authd cache-footprint`; entry {cache['entry_size']} bytes); the budget counts the "

@@ -31,7 +31,7 @@ def metered(server, scenario, connections, args, extra=()):
     done, to just before the window closes)."""
     load = authload(server.base, scenario, connections, args.duration, args.warmup, extra,
                     background=True)
-    meter = Meter(server.db, server)
+    meter = Meter(server.db, server, load.pid)
     wait_setup(load)
     time.sleep(args.warmup + 0.3)
     meter.start()
@@ -41,6 +41,10 @@ def metered(server, scenario, connections, args, extra=()):
     cost["rps"] = r["rps"]
     k = r["rps"] / 1000 or 1e-9
     cost["authd_cores_per_1k"] = cost["authd_cores"] / k
+    # Microseconds of CPU per request, by whom (and of idle CPU).
+    for who in ("authd", "pg", "load", "idle"):
+        if f"{who}_cores" in cost:
+            cost[f"{who}_us_per_request"] = cost[f"{who}_cores"] / r["rps"] * 1e6 if r["rps"] else 0
     if "commits_per_s" in cost:
         cost["commits_per_1k"] = cost["commits_per_s"] / k
         cost["wal_bytes_per_1k"] = cost["wal_bytes_per_s"] / k

@@ -208,8 +208,14 @@ impl TokenCodec {
         }
     }
 
+    /// Signs `claims`, and remembers the token as verified: it is, having
+    /// been made here with this codec's key, so the client's next refresh
+    /// or authorize of it skips the signature check.
     pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
-        jsonwebtoken::encode(&self.header, claims, &self.encoding)
+        let token = jsonwebtoken::encode(&self.header, claims, &self.encoding)?;
+        self.verified
+            .remember(VerifiedTokens::digest(&token), claims);
+        Ok(token)
     }
 
     /// Verifies signature, algorithm, issuer, audience and expiry. A token

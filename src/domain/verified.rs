@@ -5,9 +5,10 @@
 //! lookup instead of a signature check and two JSON parses.
 //!
 //! What it may and may not remember:
-//! - Only what the codec's strict verification accepted: signature,
-//!   algorithm, issuer, audience and required claims. `exp` is checked again
-//!   on every hit, so a remembered token still expires on time.
+//! - Only tokens the codec signed itself, and those its strict verification
+//!   accepted (signature, algorithm, issuer, audience and required claims).
+//!   `exp` is checked again on every hit, so a remembered token still
+//!   expires on time.
 //! - Nothing about revocation or rotation: those are session state, decided
 //!   by `TokenActor` for every request, hit or miss.
 //! - Keyed by the SHA-256 of the whole token, never the token: a hit needs
@@ -55,7 +56,8 @@ impl VerifiedTokens {
             .filter(|claims| claims.exp >= now_secs)
     }
 
-    /// Remembers claims that strict verification just accepted.
+    /// Remembers claims that strict verification just accepted, or that the
+    /// codec just signed.
     pub(crate) fn remember(&self, digest: TokenDigest, claims: &Claims) {
         self.entries.insert(digest, claims.clone());
     }
