@@ -44,7 +44,7 @@ def metered(server, scenario, connections, args, extra=()):
     # Microseconds of CPU per request, by whom (and of idle CPU).
     for who in ("authd", "pg", "load", "idle"):
         if f"{who}_cores" in cost:
-            cost[f"{who}_us_per_request"] = cost[f"{who}_cores"] / r["rps"] * 1e6 if r["rps"] else 0
+            cost[f"{who}_us_per_request"] = cost[f"{who}_cores"] / k * 1000
     if "commits_per_s" in cost:
         cost["commits_per_1k"] = cost["commits_per_s"] / k
         cost["wal_bytes_per_1k"] = cost["wal_bytes_per_s"] / k

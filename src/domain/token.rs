@@ -9,7 +9,7 @@
 use jsonwebtoken::{errors::ErrorKind, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use super::verified::VerifiedTokens;
+use super::verified::{TokenDigest, VerifiedTokens};
 use super::{now_ms, Session, SessionId, UserId};
 
 /// A JWT this service issued is a few hundred bytes; refusing longer input
@@ -100,7 +100,7 @@ pub struct TokenCodec {
     /// Same, but an expired token passes: `/refresh` and `/revoke` accept
     /// an expired token of a session that is still inside its lifetime.
     expired_ok: Validation,
-    /// Tokens this codec has verified, so that presenting one again skips
+    /// Tokens this codec signed or verified, so that presenting one again skips
     /// the signature check (see [`VerifiedTokens`]). Dropped with the codec
     /// when the keys change.
     verified: VerifiedTokens,
@@ -222,11 +222,8 @@ impl TokenCodec {
     /// verified before is recognised by its digest; only its expiry is
     /// checked again.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::Invalid);
-        }
-        let digest = VerifiedTokens::digest(token);
-        if let Some(claims) = self.verified.get(&digest, now_ms().div_euclid(1000)) {
+        let (digest, remembered) = self.recall(token, now_ms().div_euclid(1000))?;
+        if let Some(claims) = remembered {
             return Ok(claims);
         }
         let claims = self.decode(token, &self.strict)?;
@@ -238,13 +235,25 @@ impl TokenCodec {
     /// token strictly verified before passes as it did then; one seen only
     /// here is not remembered (a refresh presents a token once).
     pub fn verify_allow_expired(&self, token: &str) -> Result<Claims, TokenError> {
+        match self.recall(token, i64::MIN)? {
+            (_, Some(claims)) => Ok(claims),
+            (_, None) => self.decode(token, &self.expired_ok),
+        }
+    }
+
+    /// Refuses oversized input, then looks `token` up among the remembered
+    /// ones (unexpired at `now_secs`); the digest is for remembering it.
+    fn recall(
+        &self,
+        token: &str,
+        now_secs: i64,
+    ) -> Result<(TokenDigest, Option<Claims>), TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Invalid);
         }
-        if let Some(claims) = self.verified.get(&VerifiedTokens::digest(token), i64::MIN) {
-            return Ok(claims);
-        }
-        self.decode(token, &self.expired_ok)
+        let digest = VerifiedTokens::digest(token);
+        let remembered = self.verified.get(&digest, now_secs);
+        Ok((digest, remembered))
     }
 
     fn decode(&self, token: &str, validation: &Validation) -> Result<Claims, TokenError> {

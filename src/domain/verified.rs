@@ -29,7 +29,7 @@ use super::Claims;
 const CAPACITY: usize = 16_384;
 
 /// The SHA-256 of an access token as presented.
-type TokenDigest = [u8; 32];
+pub(crate) type TokenDigest = [u8; 32];
 
 pub(crate) struct VerifiedTokens {
     entries: quick_cache::sync::Cache<TokenDigest, Claims>,
