@@ -32,8 +32,10 @@
 //!   whatever committed meanwhile into one statement, on a connection of its
 //!   own. Committing a transaction that notified takes a database-wide lock
 //!   held through its WAL flush, so notifying batches used to commit one at
-//!   a time; now the batches commit concurrently (`batch_concurrency`
-//!   connections) and share flushes. Listeners still only hear of committed
+//!   a time, each waiting for its own flush; now a batch commits without
+//!   that lock, and the next batch gathers everything that arrived while
+//!   it committed (one batch at a time by default: see
+//!   [`Store::parallel_batches`]). Listeners still only hear of committed
 //!   changes, but at most once and not atomically with the commit (a crash
 //!   in between loses the notification), so every listener also catches up
 //!   by reading [`Store::changes_since`] periodically (`sessions::feed`).
@@ -117,10 +119,6 @@ const FEED_BACKOFF_MAX: Duration = Duration::from_secs(2);
 const FEED_HEARTBEAT: Duration = Duration::from_secs(30);
 /// `application_name` of the change feed connection (`pg_stat_activity`).
 const FEED_APPLICATION_NAME: &str = "authd-feed";
-
-/// Session batches written at once by default (see
-/// [`Store::parallel_batches`]).
-const PARALLEL_BATCHES: usize = 2;
 
 /// Rows per `DELETE` of [`Store::prune_sessions`], so that pruning a large
 /// backlog neither holds many row locks nor outlives the timeout.
@@ -259,14 +257,6 @@ impl PostgresStore {
 impl Store for PostgresStore {
     fn kind(&self) -> &'static str {
         "postgres"
-    }
-
-    /// Two: while one batch waits for its commit's WAL flush, the next is
-    /// written, and their flushes are shared (commits no longer serialise
-    /// on a NOTIFY). More left the CPU per refresh higher and the rate no
-    /// better on the 2-core benchmark machine (smaller batches).
-    fn parallel_batches(&self) -> usize {
-        PARALLEL_BATCHES
     }
 
     fn legacy(&self) -> Option<&dyn LegacyStore> {
