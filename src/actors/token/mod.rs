@@ -26,7 +26,7 @@ pub(crate) mod legacy;
 mod manage;
 
 pub(crate) use self::failure::{TokenFailure, TokenRefusal};
-pub use self::handle::TokenHandle;
+pub(crate) use self::handle::TokenHandle;
 use self::legacy::{LegacyRequest, LegacyTokens};
 pub(crate) use self::manage::ManageRequest;
 use super::{CallError, ChildSlot};
