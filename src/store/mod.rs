@@ -281,42 +281,12 @@ pub enum WriteOutcome {
     Conflict,
 }
 
+/// What a signed-in user does to their own account and sessions (each
+/// backend's `accounts.rs`). Part of every [`Store`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// "postgres" or "sqlite", for logs.
-    fn kind(&self) -> &'static str;
-
-    /// Session batches worth writing at the same time when the settings
-    /// leave it to the store (`batch_concurrency = 0`). One for both
-    /// stores: SQLite has one writer, and on PostgreSQL a second batch in
-    /// flight halves the batches (the next one no longer gathers what
-    /// arrives during a commit), which cost 35–45% more PostgreSQL CPU per
-    /// refresh for no more throughput (measured at 64 and 256 connections
-    /// on the 2-vCPU benchmark machine, README "Performance").
-    fn parallel_batches(&self) -> usize {
-        1
-    }
-
-    /// A cheap round trip, used by `DbHealthActor`.
-    async fn ping(&self) -> Result<(), StoreError>;
-
-    /// Inserts a user and returns its integer id;
-    /// [`StoreError::EmailTaken`] if the address is taken.
-    async fn insert_user(&self, user: &NewUser) -> Result<i64, StoreError>;
-
-    /// The user stored under exactly this e-mail (authd's own accounts are
-    /// stored normalised; see [`Email`]).
-    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
-
-    /// The old service's tables, when this store reads them.
-    fn legacy(&self) -> Option<&dyn LegacyStore> {
-        None
-    }
-
+pub trait AccountStore: Send + Sync {
     /// The user with this id.
     async fn find_user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError>;
-
-    async fn load_session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
 
     /// Up to `limit` live sessions of `user` (not revoked, lifetime not
     /// over at `now_ms`), newest first (by creation time, then id, both
@@ -354,6 +324,41 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
         now_ms: i64,
     ) -> Result<Option<Vec<SessionChange>>, StoreError>;
+}
+
+#[async_trait]
+pub trait Store: AccountStore + Send + Sync + 'static {
+    /// "postgres" or "sqlite", for logs.
+    fn kind(&self) -> &'static str;
+
+    /// Session batches worth writing at the same time when the settings
+    /// leave it to the store (`batch_concurrency = 0`). One for both
+    /// stores: SQLite has one writer, and on PostgreSQL a second batch in
+    /// flight halves the batches (the next one no longer gathers what
+    /// arrives during a commit), which cost 35–45% more PostgreSQL CPU per
+    /// refresh for no more throughput (measured at 64 and 256 connections
+    /// on the 2-vCPU benchmark machine, README "Performance").
+    fn parallel_batches(&self) -> usize {
+        1
+    }
+
+    /// A cheap round trip, used by `DbHealthActor`.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Inserts a user and returns its integer id;
+    /// [`StoreError::EmailTaken`] if the address is taken.
+    async fn insert_user(&self, user: &NewUser) -> Result<i64, StoreError>;
+
+    /// The user stored under exactly this e-mail (authd's own accounts are
+    /// stored normalised; see [`Email`]).
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    /// The old service's tables, when this store reads them.
+    fn legacy(&self) -> Option<&dyn LegacyStore> {
+        None
+    }
+
+    async fn load_session(&self, id: SessionId) -> Result<Option<Session>, StoreError>;
 
     /// Applies a batch of session writes in one transaction. When this
     /// returns `Ok`, every applied write is durable (committed; on SQLite,

@@ -45,7 +45,7 @@ use super::{
     migrations, BatchOutcome, FeedEvent, NewUser, SessionWrite, SigningKeyRecord, Store,
     StoreError, UserRecord, WriteOutcome,
 };
-use crate::domain::{Session, SessionChange, SessionCursor, SessionId, SessionSummary, UserId};
+use crate::domain::{Session, SessionChange, SessionId, UserId};
 
 mod accounts;
 
@@ -406,37 +406,6 @@ impl Store for SqliteStore {
                 .map_err(|e| sqlite_error("find_user_by_email", e))
         })
         .await
-    }
-
-    async fn find_user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        self.user_by_id(id).await
-    }
-
-    async fn list_sessions(
-        &self,
-        user: UserId,
-        now_ms: i64,
-        after: Option<SessionCursor>,
-        limit: usize,
-    ) -> Result<Vec<SessionSummary>, StoreError> {
-        self.sessions_of(user, now_ms, after, limit).await
-    }
-
-    async fn change_password(
-        &self,
-        user: UserId,
-        password_hash: &str,
-        now_ms: i64,
-    ) -> Result<Option<Vec<SessionChange>>, StoreError> {
-        self.replace_password(user, password_hash, now_ms).await
-    }
-
-    async fn delete_user(
-        &self,
-        user: UserId,
-        now_ms: i64,
-    ) -> Result<Option<Vec<SessionChange>>, StoreError> {
-        self.remove_user(user, now_ms).await
     }
 
     async fn load_session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::domain::SessionOrigin;
+use crate::store::AccountStore;
 
 const USER_BY_ID: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed, \
      email FROM users WHERE id = $1";
@@ -40,8 +41,9 @@ const MARK_LEGACY_DELETED: &str = "INSERT INTO legacy_deleted (legacy_id, delete
      VALUES ($1, $2) ON CONFLICT (legacy_id) DO NOTHING";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";
 
-impl PostgresStore {
-    pub(super) async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+#[async_trait]
+impl AccountStore for PostgresStore {
+    async fn find_user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         self.on_connection("find_user_by_id", move |c| {
             Box::pin(async move {
                 let statement = c.prepare_cached(USER_BY_ID).await?;
@@ -52,7 +54,7 @@ impl PostgresStore {
         .await
     }
 
-    pub(super) async fn sessions_of(
+    async fn list_sessions(
         &self,
         user: UserId,
         now_ms: i64,
@@ -73,7 +75,7 @@ impl PostgresStore {
         rows.iter().map(summary_from_row).collect()
     }
 
-    pub(super) async fn replace_password(
+    async fn change_password(
         &self,
         user: UserId,
         password_hash: &str,
@@ -103,7 +105,7 @@ impl PostgresStore {
         rows.transpose()
     }
 
-    pub(super) async fn remove_user(
+    async fn delete_user(
         &self,
         user: UserId,
         now_ms: i64,

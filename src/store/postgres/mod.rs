@@ -303,37 +303,6 @@ impl Store for PostgresStore {
         .await
     }
 
-    async fn find_user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
-        self.user_by_id(id).await
-    }
-
-    async fn list_sessions(
-        &self,
-        user: UserId,
-        now_ms: i64,
-        after: Option<SessionCursor>,
-        limit: usize,
-    ) -> Result<Vec<SessionSummary>, StoreError> {
-        self.sessions_of(user, now_ms, after, limit).await
-    }
-
-    async fn change_password(
-        &self,
-        user: UserId,
-        password_hash: &str,
-        now_ms: i64,
-    ) -> Result<Option<Vec<SessionChange>>, StoreError> {
-        self.replace_password(user, password_hash, now_ms).await
-    }
-
-    async fn delete_user(
-        &self,
-        user: UserId,
-        now_ms: i64,
-    ) -> Result<Option<Vec<SessionChange>>, StoreError> {
-        self.remove_user(user, now_ms).await
-    }
-
     async fn load_session(&self, id: SessionId) -> Result<Option<Session>, StoreError> {
         let row = self
             .on_connection("load_session", move |c| {

@@ -3,13 +3,14 @@
 //! the account. The last two run in one `BEGIN IMMEDIATE` transaction each
 //! on the writer connection, so they are ordered with every batch.
 
+use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::{change_from_row, sqlite_error, uuid_at, SqliteStore};
 use crate::domain::{
     SessionChange, SessionCursor, SessionId, SessionOrigin, SessionSummary, UserId,
 };
-use crate::store::{StoreError, UserRecord};
+use crate::store::{AccountStore, StoreError, UserRecord};
 
 const USER_BY_ID: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed, \
      email FROM users WHERE id = ?1";
@@ -37,8 +38,9 @@ const ENTOMB_SESSIONS: &str = "UPDATE sessions \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = ?1";
 
-impl SqliteStore {
-    pub(super) async fn user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
+#[async_trait]
+impl AccountStore for SqliteStore {
+    async fn find_user_by_id(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         let id = id.0.to_string();
         self.with_conn(&self.reader, "find_user_by_id", move |conn| {
             conn.prepare_cached(USER_BY_ID)
@@ -48,7 +50,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn sessions_of(
+    async fn list_sessions(
         &self,
         user: UserId,
         now_ms: i64,
@@ -71,7 +73,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn replace_password(
+    async fn change_password(
         &self,
         user: UserId,
         password_hash: &str,
@@ -96,7 +98,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn remove_user(
+    async fn delete_user(
         &self,
         user: UserId,
         now_ms: i64,
