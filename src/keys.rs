@@ -207,11 +207,23 @@ async fn hs256_secret(settings: &Settings, store: &dyn Store) -> Result<SigningK
     let candidate =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 48]>());
     let secret = store.signing_secret(&candidate).await?;
-    tracing::warn!(
-        event = "generated_secret",
-        "SECRET_KEY is not set: using a random signing secret stored in the database; \
-         set SECRET_KEY to manage it yourself"
-    );
+    // Not a check of anything a client sent: whether this start stored
+    // its candidate, or found the secret an earlier start (or another
+    // instance) stored, only picks the log line.
+    if secret == candidate {
+        tracing::warn!(
+            event = "generated_secret",
+            "SECRET_KEY is not set: generated a random signing secret and stored it in the \
+             database, where every instance and restart finds it; set SECRET_KEY to manage \
+             it yourself"
+        );
+    } else {
+        tracing::warn!(
+            event = "stored_secret",
+            "SECRET_KEY is not set: using the random signing secret an earlier start or \
+             another instance stored in the database; set SECRET_KEY to manage it yourself"
+        );
+    }
     Ok(SigningKeys::Hs256 {
         secret: secret.into_bytes(),
     })
