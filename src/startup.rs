@@ -141,10 +141,7 @@ impl Application {
             batch: BatchLimits {
                 max_batch: settings.batch_max_size,
                 max_wait: Duration::from_micros(settings.batch_max_wait_us),
-                concurrency: match settings.batch_concurrency {
-                    0 => store.parallel_batches(),
-                    n => n,
-                },
+                concurrency: settings.batch_concurrency,
             },
             prune_interval: Duration::from_secs(settings.prune_interval_secs.max(1)),
             writer_tasks: std::sync::Mutex::new(Vec::new()),

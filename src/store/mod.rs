@@ -331,17 +331,6 @@ pub trait Store: AccountStore + Send + Sync + 'static {
     /// "postgres" or "sqlite", for logs.
     fn kind(&self) -> &'static str;
 
-    /// Session batches worth writing at the same time when the settings
-    /// leave it to the store (`batch_concurrency = 0`). One for both
-    /// stores: SQLite has one writer, and on PostgreSQL a second batch in
-    /// flight halves the batches (the next one no longer gathers what
-    /// arrives during a commit), which cost 35–45% more PostgreSQL CPU per
-    /// refresh for no more throughput (measured at 64 and 256 connections
-    /// on the 2-vCPU benchmark machine, README "Performance").
-    fn parallel_batches(&self) -> usize {
-        1
-    }
-
     /// A cheap round trip, used by `DbHealthActor`.
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -35,7 +35,7 @@
 //!   a time, each waiting for its own flush; now a batch commits without
 //!   that lock, and the next batch gathers everything that arrived while
 //!   it committed (one batch at a time by default: see
-//!   [`Store::parallel_batches`]). Listeners still only hear of committed
+//!   `sessions::BatchLimits`). Listeners still only hear of committed
 //!   changes, but at most once and not atomically with the commit (a crash
 //!   in between loses the notification), so every listener also catches up
 //!   by reading [`Store::changes_since`] periodically (`sessions::feed`).
