@@ -19,18 +19,20 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::USER_AGENT;
 use hyper::{Request, Response, StatusCode};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
 
+use super::credentials::{origin_of, rate_limit, refund};
 use super::json::{json_response, read_json, PasswordBody, PasswordChangeBody, TokenResponse};
-use super::routes::{bearer_token, rate_limit, refund, AppContext};
+use super::openapi::responses as r;
+use super::routes::{AppContext, Reply};
+use super::tokens::bearer_token;
 use super::ApiError;
 use crate::actors::user::UserFailure;
 use crate::audit::{Action, AuditEvent, Outcome};
-use crate::domain::{
-    Authorized, InvalidField, Password, SessionCursor, SessionId, SessionOrigin, SessionSummary,
-};
+use crate::domain::{Authorized, InvalidField, Password, SessionCursor, SessionId, SessionSummary};
 
 /// Page size of `GET /sessions` without `?limit=`.
 pub(crate) const DEFAULT_PAGE: usize = 20;
@@ -76,25 +78,94 @@ fn page_query(query: Option<&str>) -> Result<(usize, Option<&str>), ApiError> {
     Ok((limit, cursor))
 }
 
-fn summary_json(session: &SessionSummary, current: Option<SessionId>) -> serde_json::Value {
-    let secs = |ms: i64| ms.div_euclid(1000);
-    json!({
-        "id": session.id,
-        "created_at": secs(session.created_at_ms),
-        "refreshed_at": (session.generation > 0).then(|| secs(session.issued_at_ms)),
-        "expires_at": secs(session.expires_at_ms),
-        "client_address": session.origin.client_address,
-        "user_agent": session.origin.user_agent,
-        "current": current == Some(session.id),
-    })
+/// One session in `GET /sessions`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SessionInfo)]
+pub(crate) struct SessionView {
+    /// The session id (the tokens' `sid`).
+    id: Uuid,
+    /// When it was started (sign-in, sign-up, password change), Unix
+    /// seconds.
+    created_at: i64,
+    /// When its live token was issued by a refresh, Unix seconds; null if
+    /// never refreshed.
+    #[schema(required = true)]
+    refreshed_at: Option<i64>,
+    /// End of its absolute lifetime, Unix seconds.
+    expires_at: i64,
+    /// The client address at sign-in as authd saw it (the peer, or what a
+    /// trusted proxy reported); null for sessions from exchanged old
+    /// tokens or from before this was recorded.
+    #[schema(required = true)]
+    client_address: Option<String>,
+    /// The User-Agent header at sign-in, cut to 256 characters; null if
+    /// none was sent.
+    #[schema(max_length = 256, required = true)]
+    user_agent: Option<String>,
+    /// Whether this is the session of the token that asked.
+    current: bool,
 }
 
-/// `GET /sessions`: the caller's live sessions, newest first, a page at a
-/// time. A cursor from another user, or one authd did not write, is 422.
+impl SessionView {
+    fn new(session: &SessionSummary, current: Option<SessionId>) -> Self {
+        let secs = |ms: i64| ms.div_euclid(1000);
+        SessionView {
+            id: session.id.0,
+            created_at: secs(session.created_at_ms),
+            refreshed_at: (session.generation > 0).then(|| secs(session.issued_at_ms)),
+            expires_at: secs(session.expires_at_ms),
+            client_address: session.origin.client_address.clone(),
+            user_agent: session.origin.user_agent.clone(),
+            current: current == Some(session.id),
+        }
+    }
+}
+
+/// A page of the caller's sessions.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SessionList)]
+pub(crate) struct SessionPage {
+    /// The caller's live sessions (not revoked, lifetime not over), newest
+    /// first.
+    #[schema(max_items = 100)]
+    sessions: Vec<SessionView>,
+    /// An opaque cursor for the next page (`?cursor=`), valid only for the
+    /// same user; null on the last page.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
+/// List the caller's live sessions
+///
+/// The live sessions of the bearer token's user, newest first, a page at a
+/// time: where and when each was started, when it was last refreshed,
+/// when it ends, and which is the caller's own. Revoked and ended sessions
+/// are not listed. A cursor from another user, or one authd did not
+/// write, is 422.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    operation_id = "listSessions",
+    tag = "sessions",
+    security(("bearerAuth" = [])),
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 100,
+            description = "Sessions per page (default 20)."),
+        ("cursor" = Option<String>, Query, pattern = "^[A-Za-z0-9_-]{1,128}$",
+            description = "The `next` of the previous page. A cursor of another user's, or one authd did not write, is 422."),
+    ),
+    responses(
+        (status = 200, description = "A page of sessions.", body = SessionPage),
+        (status = 401, response = r::AuthorizeRefused),
+        (status = 422, response = r::InvalidRequest),
+        (status = 503, response = r::Unavailable),
+    )
+)]
 pub(crate) async fn list_sessions(
     request: Request<Incoming>,
+    _: IpAddr,
     ctx: &AppContext,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Reply {
     let who = caller(&request, ctx).await?;
     let (limit, cursor) = page_query(request.uri().query())?;
     let after = match cursor {
@@ -118,24 +189,40 @@ pub(crate) async fn list_sessions(
     let next = more
         .then(|| sessions.last().map(|s| s.cursor(who.user_id).encode()))
         .flatten();
-    let listed: Vec<_> = sessions
-        .iter()
-        .map(|s| summary_json(s, who.session_id))
-        .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "sessions": listed, "next": next }),
-    ))
+    let page = SessionPage {
+        sessions: sessions
+            .iter()
+            .map(|s| SessionView::new(s, who.session_id))
+            .collect(),
+        next,
+    };
+    Ok(json_response(StatusCode::OK, &page))
 }
 
-/// `DELETE /sessions/{id}`: 204 when `id` was one of the caller's live
-/// sessions (the current one included); 404 for anything else, so the
-/// answer never confirms that someone else's session exists.
+/// End one of the caller's sessions
+///
+/// Revokes one of the bearer token's user's live sessions (the caller's
+/// own included), on every instance. Anything else is 404, never 403: the
+/// answer does not confirm that a session exists.
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    operation_id = "deleteSession",
+    tag = "sessions",
+    security(("bearerAuth" = [])),
+    params(("id" = Uuid, Path, description = "A session id from `GET /sessions`.")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 401, response = r::AuthorizeRefused),
+        (status = 404, response = r::SessionNotFound),
+        (status = 503, response = r::Unavailable),
+    )
+)]
 pub(crate) async fn delete_session(
     request: Request<Incoming>,
     client: IpAddr,
     ctx: &AppContext,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Reply {
     let who = caller(&request, ctx).await?;
     let id = request
         .uri()
@@ -223,19 +310,45 @@ async fn account_key(ctx: &AppContext, who: &Authorized) -> Result<String, ApiEr
         .ok_or(ApiError::Token(crate::actors::token::TokenRefusal::Revoked))
 }
 
-/// `POST /password`: checks the current password, stores the new one
-/// (sign-up's rules), ends every session of the user on every instance —
-/// the caller's too — and answers a token of a new session.
+/// The answer of a password check that failed, or any other failure: a
+/// wrong password is said to be one (no e-mail was sent to be wrong).
+fn password_failure(failure: UserFailure) -> ApiError {
+    match failure {
+        UserFailure::BadCredentials => ApiError::WrongPassword,
+        other => other.into(),
+    }
+}
+
+/// Change the password; every session ends
+///
+/// Checks the current password (a wrong one is 401 and counts against the
+/// account's sign-in rate limit), stores the new one (sign-up's rules),
+/// ends every session of the user on every instance — the caller's too;
+/// no earlier token can be refreshed, not even inside the grace window —
+/// and answers the token of a new session. The change and the revocations
+/// commit together.
+#[utoipa::path(
+    post,
+    path = "/password",
+    operation_id = "changePassword",
+    tag = "accounts",
+    security(("bearerAuth" = [])),
+    request_body(content = PasswordChangeBody, description = "The current and the new password."),
+    responses(
+        (status = 200, description = "Changed; the access token of a new session.", body = TokenResponse),
+        r::JsonBodyRefusals,
+        (status = 401, response = r::PasswordRefused),
+        (status = 429, response = r::RateLimited),
+        (status = 503, response = r::Unavailable),
+    )
+)]
 pub(crate) async fn change_password(
     request: Request<Incoming>,
     client: IpAddr,
     ctx: &AppContext,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Reply {
     let who = caller(&request, ctx).await?;
-    let origin = SessionOrigin::new(
-        client,
-        request.headers().get(USER_AGENT).map(|v| v.as_bytes()),
-    );
+    let origin = origin_of(&request, client);
     let body: PasswordChangeBody = read_json(request, &ctx.body).await?;
     let current = Password::parse_presented(body.current_password).map_err(|e| InvalidField {
         field: "current_password",
@@ -253,16 +366,50 @@ pub(crate) async fn change_password(
         .change_password(who.user_id, current, new, origin)
         .await;
     settle_password_check(ctx, Action::PasswordChange, &who, client, &account, &result);
-    Ok(json_response(StatusCode::OK, &TokenResponse::from(result?)))
+    let issued = result.map_err(password_failure)?;
+    Ok(json_response(StatusCode::OK, &TokenResponse::from(issued)))
 }
 
-/// `DELETE /account`: checks the password, then deletes the user and
-/// every session of theirs, everywhere. The e-mail is free again.
+/// The answer of an account deletion.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AccountDeleted)]
+pub(crate) struct AccountDeletedBody {
+    #[schema(inline)]
+    message: Deleted,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+enum Deleted {
+    #[serde(rename = "Account deleted.")]
+    Done,
+}
+
+/// Delete the account and every session
+///
+/// Checks the password (a wrong one is 401 and counts against the
+/// account's sign-in rate limit), then deletes the user and revokes every
+/// session of theirs on every instance. The e-mail address can sign up
+/// again.
+#[utoipa::path(
+    delete,
+    path = "/account",
+    operation_id = "deleteAccount",
+    tag = "accounts",
+    security(("bearerAuth" = [])),
+    request_body(content = PasswordBody, description = "The account's password."),
+    responses(
+        (status = 200, description = "Deleted.", body = AccountDeletedBody),
+        r::JsonBodyRefusals,
+        (status = 401, response = r::PasswordRefused),
+        (status = 429, response = r::RateLimited),
+        (status = 503, response = r::Unavailable),
+    )
+)]
 pub(crate) async fn delete_account(
     request: Request<Incoming>,
     client: IpAddr,
     ctx: &AppContext,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+) -> Reply {
     let who = caller(&request, ctx).await?;
     let body: PasswordBody = read_json(request, &ctx.body).await?;
     let password = Password::parse_presented(body.password)?;
@@ -274,9 +421,9 @@ pub(crate) async fn delete_account(
         .delete_account(who.user_id, password)
         .await;
     settle_password_check(ctx, Action::AccountDelete, &who, client, &account, &result);
-    result?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "message": "Account deleted." }),
-    ))
+    result.map_err(password_failure)?;
+    let body = AccountDeletedBody {
+        message: Deleted::Done,
+    };
+    Ok(json_response(StatusCode::OK, &body))
 }

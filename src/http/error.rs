@@ -15,11 +15,57 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::routes::Allow;
 use crate::actors::token::{TokenFailure, TokenRefusal};
 use crate::actors::user::UserFailure;
 use crate::actors::CallError;
 use crate::domain::InvalidField;
 use crate::fault::{Fault, FaultKind};
+
+/// Every error answer: `{"error": <code>, "message": <text>}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct ErrorBody {
+    /// The stable machine-readable code ([`ApiError::code`]).
+    #[schema(schema_with = every_code)]
+    pub(crate) error: &'static str,
+    /// What was wrong, for people.
+    #[schema(min_length = 1)]
+    pub(crate) message: String,
+}
+
+/// Every code [`ApiError::code`] answers.
+pub(crate) const CODES: [&str; 19] = [
+    "malformed_json",
+    "invalid_request",
+    "unsupported_media_type",
+    "payload_too_large",
+    "request_timeout",
+    "headers_too_large",
+    "not_found",
+    "session_not_found",
+    "method_not_allowed",
+    "missing_token",
+    "invalid_credentials",
+    "invalid_token",
+    "token_expired",
+    "token_revoked",
+    "token_reused",
+    "email_taken",
+    "rate_limited",
+    "service_unavailable",
+    "internal_error",
+];
+
+fn every_code() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(CODES))
+        .build()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -44,11 +90,14 @@ pub enum ApiError {
     #[error("no such session")]
     SessionNotFound,
     #[error("method not allowed for this endpoint (allowed: {allow})")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: Allow },
     #[error("missing bearer token in the Authorization header")]
     MissingToken,
     #[error("invalid e-mail or password")]
     BadCredentials,
+    /// A signed-in user's password check failed (no e-mail was sent).
+    #[error("wrong password")]
+    WrongPassword,
     #[error("{0}")]
     Token(TokenRefusal),
     #[error("an account with this e-mail address already exists")]
@@ -101,9 +150,10 @@ impl ApiError {
             ApiError::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ApiError::NotFound | ApiError::SessionNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::MissingToken | ApiError::BadCredentials | ApiError::Token(_) => {
-                StatusCode::UNAUTHORIZED
-            }
+            ApiError::MissingToken
+            | ApiError::BadCredentials
+            | ApiError::WrongPassword
+            | ApiError::Token(_) => StatusCode::UNAUTHORIZED,
             ApiError::EmailTaken => StatusCode::CONFLICT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -127,7 +177,7 @@ impl ApiError {
             ApiError::SessionNotFound => "session_not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::MissingToken => "missing_token",
-            ApiError::BadCredentials => "invalid_credentials",
+            ApiError::BadCredentials | ApiError::WrongPassword => "invalid_credentials",
             ApiError::Token(TokenRefusal::Expired) => "token_expired",
             ApiError::Token(TokenRefusal::Revoked) => "token_revoked",
             ApiError::Token(TokenRefusal::Reused) => "token_reused",
@@ -160,8 +210,12 @@ impl ApiError {
             }
             other => other.to_string(),
         };
-        let body = serde_json::json!({ "error": self.code(), "message": message });
-        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        let body = ErrorBody {
+            error: self.code(),
+            message,
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = Response::new(Full::new(Bytes::from(bytes)));
         *response.status_mut() = status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -181,7 +235,9 @@ impl ApiError {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::MethodNotAllowed { allow } => {
-                headers.insert(hyper::header::ALLOW, HeaderValue::from_static(allow));
+                if let Ok(value) = HeaderValue::from_str(&allow.to_string()) {
+                    headers.insert(hyper::header::ALLOW, value);
+                }
             }
             ApiError::RateLimited { retry_after_secs } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(*retry_after_secs));
@@ -189,5 +245,44 @@ impl ApiError {
             _ => {}
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The document's list of codes covers every code answered.
+    #[test]
+    fn every_code_is_listed() {
+        let errors = [
+            ApiError::MalformedJson(String::new()),
+            ApiError::InvalidBody(String::new()),
+            ApiError::UnsupportedMediaType,
+            ApiError::PayloadTooLarge(1),
+            ApiError::BodyTimeout(std::time::Duration::ZERO),
+            ApiError::HeadersTooLarge(1),
+            ApiError::NotFound,
+            ApiError::SessionNotFound,
+            ApiError::MethodNotAllowed {
+                allow: Allow::default(),
+            },
+            ApiError::MissingToken,
+            ApiError::BadCredentials,
+            ApiError::WrongPassword,
+            ApiError::Token(TokenRefusal::Invalid),
+            ApiError::Token(TokenRefusal::Expired),
+            ApiError::Token(TokenRefusal::Revoked),
+            ApiError::Token(TokenRefusal::Reused),
+            ApiError::EmailTaken,
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::Overloaded,
+            ApiError::Fault(Fault::internal("test")),
+        ];
+        for error in errors {
+            assert!(CODES.contains(&error.code()), "{}", error.code());
+        }
     }
 }

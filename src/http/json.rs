@@ -14,47 +14,131 @@ use hyper::{Request, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use utoipa::ToSchema;
 
 use super::ApiError;
 use crate::domain::{IssuedToken, RevokeScope};
 
-/// `{"email", "password"}` of /signup and /signin.
-#[derive(Debug, Deserialize)]
+/// A request body type: what its endpoint says when the body is missing.
+pub trait RequestBody: DeserializeOwned {
+    /// Completes "the request body is empty: …".
+    const REQUIRED: &'static str;
+}
+
+/// `{"email", "password"}` of /signup.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(
+    as = Credentials,
+    example = json!({"email": "ada@example.com", "password": "correct horse battery staple"})
+)]
 pub struct CredentialsBody {
+    /// At most 254 bytes; a plain address (no display name, no quoted
+    /// local part) with a fully qualified domain. Compared
+    /// case-insensitively (stored lower-cased).
+    #[schema(format = "email", min_length = 1, max_length = 254)]
     pub email: String,
+    /// At least 8 characters and at most 1024 bytes of UTF-8.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: String,
 }
 
-/// `{"access_token"}` of /refresh, /revoke and /auth/authorize-token.
-#[derive(Debug, Deserialize)]
+impl RequestBody for CredentialsBody {
+    const REQUIRED: &'static str =
+        r#"the e-mail and password are required ({"email", "password"})"#;
+}
+
+/// Sign-in does not apply the sign-up rules: accounts adopted from the old
+/// FastAPI service may have older credentials.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(
+    as = SignInCredentials,
+    example = json!({"email": "ada@example.com", "password": "correct horse battery staple"})
+)]
+pub struct SignInBody {
+    /// As registered; authd's own accounts compare case-insensitively.
+    #[schema(min_length = 1, max_length = 320)]
+    pub email: String,
+    /// 1 to 1024 bytes of UTF-8.
+    #[schema(min_length = 1, max_length = 1024)]
+    pub password: String,
+}
+
+impl RequestBody for SignInBody {
+    const REQUIRED: &'static str =
+        r#"the e-mail and password are required ({"email", "password"})"#;
+}
+
+/// `{"access_token"}` of /refresh and /auth/authorize-token.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = TokenRequest)]
 pub struct TokenBody {
+    /// An access token (JWT).
     pub access_token: String,
 }
 
+impl RequestBody for TokenBody {
+    const REQUIRED: &'static str = r#"the access token is required ({"access_token"})"#;
+}
+
 /// `{"current_password", "new_password"}` of `POST /password`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(
+    as = PasswordChange,
+    example = json!({"current_password": "correct horse", "new_password": "battery staple horse"})
+)]
 pub struct PasswordChangeBody {
+    /// The account's password now (1 to 1024 bytes).
+    #[schema(min_length = 1)]
     pub current_password: String,
+    /// Sign-up's rules: 8 characters to 1024 bytes.
+    #[schema(min_length = 8, max_length = 1024)]
     pub new_password: String,
 }
 
+impl RequestBody for PasswordChangeBody {
+    const REQUIRED: &'static str =
+        r#"the current and the new password are required ({"current_password", "new_password"})"#;
+}
+
 /// `{"password"}` of `DELETE /account`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = PasswordConfirmation, example = json!({"password": "correct horse"}))]
 pub struct PasswordBody {
+    /// The account's password (1 to 1024 bytes).
+    #[schema(min_length = 1)]
     pub password: String,
+}
+
+impl RequestBody for PasswordBody {
+    const REQUIRED: &'static str = r#"the password is required ({"password"})"#;
 }
 
 /// `{"access_token", "scope"?}` of /revoke; scope is "session" (default),
 /// "others" (every other session of the user) or "all" (every session of
 /// the user), on every instance.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(
+    as = RevokeRequest,
+    example = json!({
+        "access_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.c2lnbmF0dXJl",
+        "scope": "all"
+    })
+)]
 pub struct RevokeBody {
+    /// An access token (JWT), expired or not.
     pub access_token: String,
+    /// `session`: this token's session; `others`: every other session of
+    /// its user; `all`: every session of its user.
     #[serde(default)]
+    #[schema(inline, default = "session")]
     pub scope: RevokeScopeField,
 }
 
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
+impl RequestBody for RevokeBody {
+    const REQUIRED: &'static str = r#"the access token is required ({"access_token", "scope"?})"#;
+}
+
+#[derive(Debug, Default, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RevokeScopeField {
     #[default]
@@ -83,19 +167,30 @@ impl From<RevokeScopeField> for RevokeScope {
     }
 }
 
-/// The answer of signup, signin and refresh.
-#[derive(Debug, Serialize)]
+/// The answer of signup, signin, refresh and password change.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
+    /// A JWT (`typ: JWT`).
     pub access_token: String,
-    pub token_type: &'static str,
+    #[schema(inline)]
+    pub token_type: TokenType,
+    /// Seconds until the token's `exp`.
+    #[schema(minimum = 0)]
     pub expires_in: i64,
+}
+
+/// Always `bearer`.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenType {
+    Bearer,
 }
 
 impl From<IssuedToken> for TokenResponse {
     fn from(t: IssuedToken) -> Self {
         TokenResponse {
             access_token: t.access_token,
-            token_type: "bearer",
+            token_type: TokenType::Bearer,
             expires_in: t.expires_in,
         }
     }
@@ -111,13 +206,20 @@ pub struct BodyLimits {
     pub read_timeout: Duration,
 }
 
-/// Reads a body within `limits` and decodes it as `T`.
-pub async fn read_json<T: DeserializeOwned>(
+/// Reads a body within `limits` and decodes it as `T`; an empty body is
+/// 400 saying what `T` needs.
+pub async fn read_json<T: RequestBody>(
     request: Request<Incoming>,
     limits: &BodyLimits,
 ) -> Result<T, ApiError> {
     check_content_type(&request)?;
     let body = read_body(request, limits).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson(format!(
+            "the request body is empty: {}",
+            T::REQUIRED
+        )));
+    }
     decode(&body)
 }
 

@@ -10,14 +10,16 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
-use http_body_util::Full;
+use std::net::IpAddr;
+
+use hyper::body::Incoming;
 use hyper::header::{HeaderValue, RETRY_AFTER};
-use hyper::{Response, StatusCode};
-use serde_json::json;
+use hyper::{Request, StatusCode};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::json::json_response;
-use super::routes::AppContext;
+use super::routes::{AppContext, Reply};
 
 /// Where the process is in its life, as far as readiness is concerned.
 #[derive(Debug, Default)]
@@ -47,14 +49,76 @@ impl Lifecycle {
     }
 }
 
-/// `GET /health/live`: answering at all is the answer.
-pub(crate) fn live() -> Response<Full<Bytes>> {
-    json_response(StatusCode::OK, &json!({ "status": "alive" }))
+/// The answer of `GET /health/live`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Liveness {
+    #[schema(inline)]
+    status: Alive,
 }
 
-/// `GET /health/ready`: 200 only when every condition holds; otherwise 503
-/// naming each one that does not, with `Retry-After`.
-pub(crate) async fn ready(ctx: &AppContext) -> Response<Full<Bytes>> {
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Alive {
+    Alive,
+}
+
+/// Liveness probe
+///
+/// Answers whenever the process serves HTTP; never asks the database (a
+/// restart would not bring it back). Also served on `admin_bind` when set.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    operation_id = "healthLive",
+    tag = "operations",
+    responses((status = 200, description = "Alive.", body = Liveness))
+)]
+pub(crate) async fn live(_: Request<Incoming>, _: IpAddr, _: &AppContext) -> Reply {
+    Ok(json_response(
+        StatusCode::OK,
+        &Liveness {
+            status: Alive::Alive,
+        },
+    ))
+}
+
+/// The answer of `GET /health/ready`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Readiness {
+    #[schema(inline)]
+    status: Ready,
+    /// Why not ready: `shutting_down`, `migrations_pending`,
+    /// `<Actor>_down`, `database_unreachable`, `database_unknown`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    reasons: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum Ready {
+    Ready,
+    NotReady,
+}
+
+/// Readiness probe
+///
+/// 200 when the database answers, every actor is up, the migrations are
+/// applied and no shutdown has begun; on SIGTERM it answers 503 for
+/// `shutdown_delay_ms` while requests are still served. Also served on
+/// `admin_bind` when set.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    operation_id = "healthReady",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready for traffic.", body = Readiness),
+        (status = 503, description = "Not ready; `reasons` says why.", body = Readiness,
+            headers(("Retry-After" = u32, description = "Seconds to wait before asking again."))),
+    )
+)]
+pub(crate) async fn ready(_: Request<Incoming>, _: IpAddr, ctx: &AppContext) -> Reply {
     let mut reasons: Vec<String> = Vec::new();
     if ctx.lifecycle.is_stopping() {
         reasons.push("shutting_down".into());
@@ -77,14 +141,19 @@ pub(crate) async fn ready(ctx: &AppContext) -> Response<Full<Bytes>> {
         Err(_) => reasons.push("database_unknown".into()),
     }
     if reasons.is_empty() {
-        return json_response(StatusCode::OK, &json!({ "status": "ready" }));
+        let body = Readiness {
+            status: Ready::Ready,
+            reasons,
+        };
+        return Ok(json_response(StatusCode::OK, &body));
     }
-    let mut response = json_response(
-        StatusCode::SERVICE_UNAVAILABLE,
-        &json!({ "status": "not_ready", "reasons": reasons }),
-    );
+    let body = Readiness {
+        status: Ready::NotReady,
+        reasons,
+    };
+    let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
     response
         .headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+    Ok(response)
 }

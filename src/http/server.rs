@@ -34,7 +34,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use super::linger::LingeringStream;
-use super::routes::{dispatch, route, AppContext, Surface};
+use super::routes::{route, AppContext, Surface};
 use super::ApiError;
 use crate::telemetry::metrics as m;
 
@@ -165,16 +165,16 @@ async fn handle(
     let started = Instant::now();
     let method = request.method().clone();
     let client = ctx.proxies.client_addr(peer.ip(), request.headers());
-    let endpoint = if header_block_len(&request) > ctx.max_header_bytes {
+    let row = if header_block_len(&request) > ctx.max_header_bytes {
         Err(ApiError::HeadersTooLarge(ctx.max_header_bytes))
     } else {
         route(surface, &method, request.uri().path())
     };
-    let label = endpoint.as_ref().map_or("unmatched", |e| e.label());
+    let label = row.as_ref().map_or("unmatched", |row| row.label);
     let span = tracing::info_span!("request", request_id = id, route = label, %client);
     let mut response = async {
-        let result = match endpoint {
-            Ok(endpoint) => dispatch(endpoint, request, client, ctx).await,
+        let result = match row {
+            Ok(row) => (row.handler)(request, client, ctx).await,
             Err(e) => Err(e),
         };
         let response = result.unwrap_or_else(|e| e.into_response());
@@ -220,6 +220,7 @@ fn status_label(status: u16) -> &'static str {
     match status {
         200 => "200",
         201 => "201",
+        204 => "204",
         400 => "400",
         401 => "401",
         404 => "404",
