@@ -57,24 +57,7 @@ pub(crate) async fn serve(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // hyper's default is ~400 KiB per connection; 8 KiB is its minimum.
-        .max_buf_size((2 * limits.max_header_bytes).max(8192))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_concurrent_streams(limits.http2_max_concurrent_streams)
-        // Streams a client resets before we accepted them (rapid reset):
-        // past this the connection gets GOAWAY (ENHANCE_YOUR_CALM).
-        .max_pending_accept_reset_streams(limits.http2_max_pending_reset_streams)
-        // Streams we had to reset because the client misbehaved on them.
-        .max_local_error_reset_streams(1024);
+    let builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let request_ids = Arc::new(AtomicU64::new(1));
@@ -112,19 +95,7 @@ pub(crate) async fn serve(
         let watcher = graceful.watcher();
         let preface_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            const H2: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-            let waited = tokio::time::timeout(preface_timeout, async {
-                let mut buf = [0u8; 24];
-                loop {
-                    match stream.peek(&mut buf).await {
-                        Ok(0) | Err(_) => return false,
-                        Ok(n) if n >= H2.len() || !H2.starts_with(&buf[..n]) => return true,
-                        Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-                    }
-                }
-            })
-            .await;
-            if !matches!(waited, Ok(true)) {
+            if !protocol_known(&stream, preface_timeout).await {
                 drop(permit);
                 return;
             }
@@ -150,6 +121,48 @@ pub(crate) async fn serve(
             tracing::warn!(event = "drain_timeout", "shutdown grace period over; closing anyway");
         }
     }
+}
+
+/// HTTP/1.1 and HTTP/2 with this server's limits.
+fn connection_builder(limits: &ServerLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper's default is ~400 KiB per connection; 8 KiB is its minimum.
+        .max_buf_size((2 * limits.max_header_bytes).max(8192))
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        // Streams a client resets before we accepted them (rapid reset):
+        // past this the connection gets GOAWAY (ENHANCE_YOUR_CALM).
+        .max_pending_accept_reset_streams(limits.http2_max_pending_reset_streams)
+        // Streams we had to reset because the client misbehaved on them.
+        .max_local_error_reset_streams(1024);
+    builder
+}
+
+/// Waits, at most `timeout`, until the first bytes tell HTTP/2's preface
+/// from anything else (a partial preface is neither yet); false if the
+/// client closes or stays silent.
+async fn protocol_known(stream: &tokio::net::TcpStream, timeout: Duration) -> bool {
+    const H2: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let waited = tokio::time::timeout(timeout, async {
+        let mut buf = [0u8; 24];
+        loop {
+            match stream.peek(&mut buf).await {
+                Ok(0) | Err(_) => return false,
+                Ok(n) if n >= H2.len() || !H2.starts_with(&buf[..n]) => return true,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await;
+    matches!(waited, Ok(true))
 }
 
 /// One request: route, run the handler inside a span carrying the request
