@@ -86,9 +86,10 @@ async fn a_password_change_checks_both_passwords(backend: Backend) {
     let token = app.signed_up(&user).await;
 
     let started = Instant::now();
-    change_password(&app, &token, "not my password", NEW_PASSWORD)
-        .await
-        .error(401, "invalid_credentials");
+    let wrong = change_password(&app, &token, "not my password", NEW_PASSWORD).await;
+    wrong.error(401, "invalid_credentials");
+    // No e-mail was sent: the answer does not blame one.
+    assert_eq!(wrong.body["message"], "wrong password", "{wrong:?}");
     assert!(
         started.elapsed() >= Duration::from_millis(300),
         "a wrong password answers no sooner than the failure floor"
@@ -132,14 +133,16 @@ async fn deleting_the_account_ends_everything_and_frees_the_email(backend: Backe
     let old_user_id = app.authorized(&laptop).await.user_id();
 
     let started = Instant::now();
-    delete_account(&app, &laptop, "not my password")
-        .await
-        .error(401, "invalid_credentials");
+    let wrong = delete_account(&app, &laptop, "not my password").await;
+    wrong.error(401, "invalid_credentials");
+    assert_eq!(wrong.body["message"], "wrong password", "{wrong:?}");
     assert!(started.elapsed() >= Duration::from_millis(300));
     let no_body = app
         .send(app.request(Method::DELETE, "/account").bearer_auth(&laptop))
         .await;
     no_body.error(400, "malformed_json");
+    let said = no_body.body["message"].as_str().unwrap_or_default();
+    assert!(said.contains("the password is required"), "{no_body:?}");
     app.authorized(&laptop).await;
 
     let reply = delete_account(&app, &phone, PASSWORD).await;

@@ -30,6 +30,22 @@ async fn metrics_exposed(backend: Backend) {
     app.signin(&user, "wrong password!")
         .await
         .error(401, "invalid_credentials");
+    // A 204 is counted with its status.
+    let other = app.signed_up(&email()).await;
+    let listed = app
+        .send(app.request(Method::GET, "/sessions").bearer_auth(&other))
+        .await;
+    let id = listed.body["sessions"][0]["id"]
+        .as_str()
+        .expect("the session's id")
+        .to_owned();
+    let ended = app
+        .send(
+            app.request(Method::DELETE, &format!("/sessions/{id}"))
+                .bearer_auth(&other),
+        )
+        .await;
+    assert_eq!(ended.status, 204);
     assert!(app.services.tokens.crash());
     wait_for("restart", Duration::from_secs(5), || async {
         (app.services.restarts.get(ActorKind::Token) >= 1).then_some(())
@@ -41,6 +57,7 @@ async fn metrics_exposed(backend: Backend) {
         "authd_http_requests_total{route=\"signup\",status=\"201\"}",
         "authd_http_requests_total{route=\"signin\",status=\"401\"}",
         "authd_http_requests_total{route=\"refresh\",status=\"200\"}",
+        "authd_http_requests_total{route=\"session_delete\",status=\"204\"}",
         "authd_http_request_duration_seconds_bucket{route=\"authorize\"",
         "authd_actor_restarts_total{actor=\"TokenActor\"}",
         "authd_token_cache_sessions",
