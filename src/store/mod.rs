@@ -319,7 +319,7 @@ pub trait AccountStore: Send + Sync {
     /// learns of the revocations. `None` if there is no such user.
     ///
     /// [`changes_since`]: Store::changes_since
-    async fn delete_user(
+    async fn delete_account(
         &self,
         user: UserId,
         now_ms: i64,

@@ -105,13 +105,13 @@ impl AccountStore for PostgresStore {
         rows.transpose()
     }
 
-    async fn delete_user(
+    async fn delete_account(
         &self,
         user: UserId,
         now_ms: i64,
     ) -> Result<Option<Vec<SessionChange>>, StoreError> {
         let rows = self
-            .on_connection("delete_user", move |c| {
+            .on_connection("delete_account", move |c| {
                 Box::pin(async move {
                     let tx = c.transaction().await?;
                     let Some(locked) = tx.query_opt(LOCK_USER, &[&user.0]).await? else {

@@ -98,13 +98,13 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn delete_user(
+    async fn delete_account(
         &self,
         user: UserId,
         now_ms: i64,
     ) -> Result<Option<Vec<SessionChange>>, StoreError> {
         let user = user.0.to_string();
-        self.with_conn(&self.writer, "delete_user", move |conn| {
+        self.with_conn(&self.writer, "delete_account", move |conn| {
             let mut work = || -> rusqlite::Result<Option<Vec<SessionChange>>> {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let changes = tx
@@ -117,7 +117,7 @@ impl AccountStore for SqliteStore {
                 tx.commit()?;
                 Ok(Some(changes))
             };
-            work().map_err(|e| sqlite_error("delete_user", e))
+            work().map_err(|e| sqlite_error("delete_account", e))
         })
         .await
     }
