@@ -135,9 +135,10 @@ pub struct TokenDeps {
 }
 
 impl TokenDeps {
-    /// Waits (up to `limit`) for every session writer to finish: a writer
-    /// exits once its actor is gone and its queue is written.
-    pub async fn flush_writers(&self, limit: Duration) {
+    /// Waits (until `deadline` at most) for every session writer to
+    /// finish: a writer exits once its actor is gone and its queue is
+    /// written.
+    pub async fn flush_writers(&self, deadline: tokio::time::Instant) {
         let tasks = match self.writer_tasks.lock() {
             Ok(mut tasks) => std::mem::take(&mut *tasks),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
@@ -147,7 +148,7 @@ impl TokenDeps {
                 let _ = task.await;
             }
         };
-        if tokio::time::timeout(limit, all).await.is_err() {
+        if tokio::time::timeout_at(deadline, all).await.is_err() {
             tracing::warn!(
                 event = "flush_timeout",
                 "session writers did not finish in time"
