@@ -11,6 +11,7 @@ pub(crate) mod conformance;
 pub(crate) mod migrations;
 pub(crate) mod postgres;
 mod shared;
+mod sql;
 pub(crate) mod sqlite;
 
 use std::sync::Arc;
