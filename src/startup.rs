@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::actors::db_health::HealthDeps;
 use crate::actors::supervisor::ActorSystem;
@@ -75,7 +77,10 @@ pub struct Application {
     system: ActorSystem,
     ctx: Arc<AppContext>,
     limits: ServerLimits,
+    /// The shutdown's one clock: `shutdown_delay + shutdown_grace` from the
+    /// signal (see [`Application::run_until`]).
     shutdown_delay: Duration,
+    shutdown_grace: Duration,
     /// Background tasks: the change-feed follower (PostgreSQL only), the
     /// signing-key reloader (EdDSA only), the metrics upkeep and the
     /// allocator's trimmer.
@@ -210,12 +215,12 @@ impl Application {
             limits: ServerLimits {
                 header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
                 max_connections: settings.max_connections,
-                shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
                 max_header_bytes: settings.max_header_bytes,
                 http2_max_concurrent_streams: settings.http2_max_concurrent_streams,
                 http2_max_pending_reset_streams: settings.http2_max_pending_reset_streams,
             },
             shutdown_delay: Duration::from_millis(settings.shutdown_delay_ms),
+            shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
     }
 
@@ -235,8 +240,12 @@ impl Application {
 
     /// Serves until `shutdown` completes; then (on SIGTERM) reports not
     /// ready while still serving for `shutdown_delay_ms`, drains in-flight
-    /// requests (each of which waits for its own writes to be durable) and
-    /// stops the actors. Fails if the supervisor gave up on a child.
+    /// requests (each of which waits for its own writes to be durable),
+    /// stops the actors and waits for the session writers to flush. One
+    /// deadline bounds all of it: `shutdown_delay_ms + shutdown_grace_ms`
+    /// after the signal (`shutdown_grace_ms` after Ctrl-C); each stage has
+    /// what the stages before it left. Fails if the supervisor gave up on
+    /// a child.
     pub async fn run_until<R: Into<StopReason>>(
         self,
         shutdown: impl Future<Output = R>,
@@ -248,31 +257,16 @@ impl Application {
             ctx,
             limits,
             shutdown_delay,
+            shutdown_grace,
             background,
             ..
         } = self;
         // Stop the background tasks however we leave (the feed's listener
         // connection closes when its receiver drops).
         let _background: Vec<AbortOnDrop> = background.into_iter().map(AbortOnDrop).collect();
-        let grace = limits.shutdown_grace;
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
+        let (stop_tx, stop_rx) = watch::channel(None);
         let lifecycle = Arc::clone(&ctx.lifecycle);
-        let trigger = async move {
-            let reason = shutdown.await.into();
-            lifecycle.begin_shutdown();
-            if reason == StopReason::Terminate && !shutdown_delay.is_zero() {
-                tracing::info!(
-                    event = "not_ready",
-                    delay_ms = shutdown_delay.as_millis() as u64,
-                    "readiness now 503; still serving before the drain"
-                );
-                tokio::time::sleep(shutdown_delay).await;
-            }
-            let _ = stop_tx.send(true);
-        };
+        let trigger = start_shutdown(shutdown, lifecycle, shutdown_delay, shutdown_grace, stop_tx);
         let public_surface = Surface::Public {
             metrics: admin.is_none(),
         };
@@ -281,7 +275,7 @@ impl Application {
             public_surface,
             Arc::clone(&ctx),
             limits,
-            stopped(stop_rx.clone()),
+            deadline(stop_rx.clone()),
         );
         let admin = async {
             if let Some((admin, _)) = admin {
@@ -290,19 +284,64 @@ impl Application {
                     Surface::Admin,
                     Arc::clone(&ctx),
                     limits,
-                    stopped(stop_rx),
+                    deadline(stop_rx),
                 )
                 .await;
             }
         };
         tokio::select! {
-            _ = async { tokio::join!(public, admin, trigger) } => {
-                system.shutdown(grace).await;
+            ((), (), deadline) = async { tokio::join!(public, admin, trigger) } => {
+                system.shutdown(deadline).await;
                 tracing::info!(event = "stopped", "authd stopped");
                 Ok(())
             }
             () = system.gave_up() => Err(StartupError::SupervisorGaveUp),
         }
+    }
+}
+
+/// Waits for `shutdown`, then starts the shutdown's one clock: the deadline
+/// is `delay + grace` away on SIGTERM, `grace` on Ctrl-C. On SIGTERM
+/// readiness turns 503 and requests are still served for `delay`; then the
+/// listeners are given the deadline and drain. Returns the deadline, which
+/// the actors' drain and the writers' flush keep too.
+async fn start_shutdown<R: Into<StopReason>>(
+    shutdown: impl Future<Output = R>,
+    lifecycle: Arc<Lifecycle>,
+    delay: Duration,
+    grace: Duration,
+    stop: watch::Sender<Option<Instant>>,
+) -> Instant {
+    let reason = shutdown.await.into();
+    lifecycle.begin_shutdown();
+    let delay = match reason {
+        StopReason::Terminate => delay,
+        StopReason::Interrupt => Duration::ZERO,
+    };
+    let deadline = Instant::now() + delay + grace;
+    tracing::info!(
+        event = "shutdown_started",
+        within_ms = (delay + grace).as_millis() as u64,
+        "stopping; everything ends within shutdown_delay_ms + shutdown_grace_ms"
+    );
+    if !delay.is_zero() {
+        tracing::info!(
+            event = "not_ready",
+            delay_ms = delay.as_millis() as u64,
+            "readiness now 503; still serving before the drain"
+        );
+        tokio::time::sleep(delay).await;
+    }
+    let _ = stop.send(Some(deadline));
+    deadline
+}
+
+/// The shutdown's deadline, once the drain is to start.
+async fn deadline(mut stop: watch::Receiver<Option<Instant>>) -> Instant {
+    match stop.wait_for(Option::is_some).await {
+        Ok(deadline) => deadline.unwrap_or_else(Instant::now),
+        // The sender always sends before it goes; were it gone, drain now.
+        Err(_) => Instant::now(),
     }
 }
 

@@ -13,9 +13,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tokio::time::{timeout_at, Instant};
 
 use super::db_health::{DbHealthActor, HealthDeps, HealthHandle, HealthMsg};
 use super::token::{TokenActor, TokenDeps, TokenHandle, TokenMsg};
@@ -355,15 +356,29 @@ impl ActorSystem {
     }
 
     /// Stops the children after they finish what is in their mailboxes,
-    /// then the supervisor, then waits for the session writers to flush.
-    pub(crate) async fn shutdown(self, timeout: Duration) {
+    /// then the supervisor, then waits for the session writers to flush:
+    /// all by `deadline`, each step with what the one before it left. A
+    /// child still busy at the deadline is killed (its work abandoned:
+    /// nobody waits for its answer any more).
+    pub(crate) async fn shutdown(mut self, deadline: Instant) {
+        let left = deadline.saturating_duration_since(Instant::now());
         self.supervisor
             .get_cell()
-            .drain_children_and_wait(Some(timeout))
+            .drain_children_and_wait(Some(left))
             .await;
+        // Stopping the supervisor kills the children that did not drain.
         self.supervisor.stop(None);
-        let _ = self.supervisor_done.await;
-        self.token_deps.flush_writers(timeout).await;
+        if timeout_at(deadline, &mut self.supervisor_done)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                event = "actors_stop_timeout",
+                "actors did not stop by the shutdown deadline; killed"
+            );
+            self.supervisor.kill();
+        }
+        self.token_deps.flush_writers(deadline).await;
     }
 }
 

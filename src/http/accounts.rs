@@ -6,15 +6,17 @@
 //! |---|---|---|
 //! | `GET /sessions` | [`list_sessions`] | `TokenHandle::authorize`, `TokenHandle::list_sessions` |
 //! | `DELETE /sessions/{id}` | [`delete_session`] | `TokenHandle::authorize`, `TokenHandle::revoke_own_session` |
-//! | `POST /password` | [`change_password`] | `TokenHandle::authorize`, `UserHandle::account_key`, `UserHandle::change_password` |
-//! | `DELETE /account` | [`delete_account`] | `TokenHandle::authorize`, `UserHandle::account_key`, `UserHandle::delete_account` |
+//! | `POST /password` | [`change_password`] | `TokenHandle::authorize`, `UserHandle::change_password` |
+//! | `DELETE /account` | [`delete_account`] | `TokenHandle::authorize`, `UserHandle::delete_account` |
 //!
 //! The last two check a password: like sign-in they are rate-limited per
 //! client address and per account (only a wrong password counts against
-//! the account) and a wrong password answers no sooner than
+//! the account; `UserActor` asks the [`AccountLimit`] once it has read the
+//! account) and a wrong password answers no sooner than
 //! `signin_failure_floor_ms` after the request arrived (`UserActor`).
 
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -24,13 +26,14 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::credentials::{origin_of, rate_limit, refund};
+use super::credentials::{origin_of, refund, retry_after_secs};
 use super::json::{json_response, read_json, PasswordBody, PasswordChangeBody, TokenResponse};
 use super::openapi::responses as r;
+use super::rate_limit::RateLimits;
 use super::routes::{AppContext, Reply};
 use super::tokens::bearer_token;
 use super::ApiError;
-use crate::actors::user::UserFailure;
+use crate::actors::user::{PasswordGate, UserFailure};
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::domain::{Authorized, InvalidField, Password, SessionCursor, SessionId, SessionSummary};
 
@@ -301,13 +304,36 @@ fn settle_password_check<T>(
     );
 }
 
-/// The caller's rate-limit key, or 401 if their account is gone.
-async fn account_key(ctx: &AppContext, who: &Authorized) -> Result<String, ApiError> {
-    ctx.services
-        .users
-        .account_key(who.user_id)
-        .await?
-        .ok_or(ApiError::Token(crate::actors::token::TokenRefusal::Revoked))
+/// The per-account (and per-address) rate limit of one password check,
+/// which `UserActor` asks once it has read the account: the key is the
+/// account's case-folded e-mail, as at sign-in.
+struct AccountLimit {
+    limits: Option<Arc<RateLimits>>,
+    client: IpAddr,
+    /// The account whose check was admitted (then audited and settled).
+    admitted: OnceLock<String>,
+}
+
+impl AccountLimit {
+    fn new(ctx: &AppContext, client: IpAddr) -> Arc<Self> {
+        Arc::new(AccountLimit {
+            limits: ctx.rate_limits.clone(),
+            client,
+            admitted: OnceLock::new(),
+        })
+    }
+}
+
+impl PasswordGate for AccountLimit {
+    fn admit(&self, account: &str) -> Result<(), u64> {
+        if let Some(limits) = &self.limits {
+            limits
+                .check(self.client, account)
+                .map_err(|limited| retry_after_secs(self.client, limited))?;
+        }
+        let _ = self.admitted.set(account.to_owned());
+        Ok(())
+    }
 }
 
 /// The answer of a password check that failed, or any other failure: a
@@ -358,14 +384,15 @@ pub(crate) async fn change_password(
         field: "new_password",
         ..e
     })?;
-    let account = account_key(ctx, &who).await?;
-    rate_limit(ctx, client, &account)?;
+    let limit = AccountLimit::new(ctx, client);
     let result = ctx
         .services
         .users
-        .change_password(who.user_id, current, new, origin)
+        .change_password(who.user_id, current, new, origin, limit.clone())
         .await;
-    settle_password_check(ctx, Action::PasswordChange, &who, client, &account, &result);
+    if let Some(account) = limit.admitted.get() {
+        settle_password_check(ctx, Action::PasswordChange, &who, client, account, &result);
+    }
     let issued = result.map_err(password_failure)?;
     Ok(json_response(StatusCode::OK, &TokenResponse::from(issued)))
 }
@@ -413,14 +440,15 @@ pub(crate) async fn delete_account(
     let who = caller(&request, ctx).await?;
     let body: PasswordBody = read_json(request, &ctx.body).await?;
     let password = Password::parse_presented(body.password)?;
-    let account = account_key(ctx, &who).await?;
-    rate_limit(ctx, client, &account)?;
+    let limit = AccountLimit::new(ctx, client);
     let result = ctx
         .services
         .users
-        .delete_account(who.user_id, password)
+        .delete_account(who.user_id, password, limit.clone())
         .await;
-    settle_password_check(ctx, Action::AccountDelete, &who, client, &account, &result);
+    if let Some(account) = limit.admitted.get() {
+        settle_password_check(ctx, Action::AccountDelete, &who, client, account, &result);
+    }
     result.map_err(password_failure)?;
     let body = AccountDeletedBody {
         message: Deleted::Done,

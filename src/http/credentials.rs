@@ -50,13 +50,17 @@ pub(super) fn refund(ctx: &AppContext, account: &str) {
 }
 
 fn limited(peer: IpAddr, limited: super::rate_limit::Limited) -> ApiError {
+    ApiError::RateLimited {
+        retry_after_secs: retry_after_secs(peer, limited),
+    }
+}
+
+/// Counts and logs a refusal; the whole seconds of its `Retry-After`.
+pub(super) fn retry_after_secs(peer: IpAddr, limited: super::rate_limit::Limited) -> u64 {
     ::metrics::counter!(m::RATE_LIMITED).increment(1);
     tracing::info!(event = "rate_limited", client = %peer, "password check or sign-up refused: 429");
-    ApiError::RateLimited {
-        // Round up: "retry in 0 s" would invite an immediate retry.
-        retry_after_secs: limited.retry_after.as_secs()
-            + u64::from(limited.retry_after.subsec_nanos() > 0),
-    }
+    // Round up: "retry in 0 s" would invite an immediate retry.
+    limited.retry_after.as_secs() + u64::from(limited.retry_after.subsec_nanos() > 0)
 }
 
 /// Where a session started by this request starts.

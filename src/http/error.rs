@@ -124,6 +124,10 @@ impl From<UserFailure> for ApiError {
         match f {
             UserFailure::EmailTaken => ApiError::EmailTaken,
             UserFailure::BadCredentials => ApiError::BadCredentials,
+            UserFailure::AccountGone => ApiError::Token(TokenRefusal::Revoked),
+            UserFailure::RateLimited { retry_after_secs } => {
+                ApiError::RateLimited { retry_after_secs }
+            }
             UserFailure::Overloaded => ApiError::Overloaded,
             UserFailure::Fault(fault) => ApiError::Fault(fault),
             UserFailure::Token(t) => t.into(),

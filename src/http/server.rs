@@ -42,20 +42,20 @@ use crate::telemetry::metrics as m;
 pub(crate) struct ServerLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
-    pub shutdown_grace: Duration,
     pub max_header_bytes: usize,
     pub http2_max_concurrent_streams: u32,
     pub http2_max_pending_reset_streams: usize,
 }
 
-/// Serves `listener` until `shutdown` completes, then stops accepting and
-/// waits up to `shutdown_grace` for in-flight requests to finish.
+/// Serves `listener` until `shutdown` completes with the shutdown's
+/// deadline, then stops accepting and waits until that deadline at most
+/// for in-flight requests to finish.
 pub(crate) async fn serve(
     listener: TcpListener,
     surface: Surface,
     ctx: Arc<AppContext>,
     limits: ServerLimits,
-    shutdown: impl Future<Output = ()>,
+    shutdown: impl Future<Output = tokio::time::Instant>,
 ) {
     let builder = connection_builder(&limits);
     let graceful = GracefulShutdown::new();
@@ -63,13 +63,14 @@ pub(crate) async fn serve(
     let request_ids = Arc::new(AtomicU64::new(1));
     tokio::pin!(shutdown);
 
-    loop {
+    let deadline = loop {
         let permit = tokio::select! {
             permit = Arc::clone(&connections).acquire_owned() => match permit {
                 Ok(p) => p,
-                Err(_) => break,
+                // Never closed; were it, nothing more could be accepted.
+                Err(_) => break (&mut shutdown).await,
             },
-            () = &mut shutdown => break,
+            deadline = &mut shutdown => break deadline,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -81,7 +82,7 @@ pub(crate) async fn serve(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            deadline = &mut shutdown => break deadline,
         };
         let _ = stream.set_nodelay(true);
         let ctx = Arc::clone(&ctx);
@@ -108,7 +109,7 @@ pub(crate) async fn serve(
                 tracing::debug!(error = %e, %peer, "connection ended with an error");
             }
         });
-    }
+    };
 
     drop(listener);
     tracing::info!(
@@ -117,8 +118,8 @@ pub(crate) async fn serve(
     );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!(event = "drained", "all connections closed"),
-        () = tokio::time::sleep(limits.shutdown_grace) => {
-            tracing::warn!(event = "drain_timeout", "shutdown grace period over; closing anyway");
+        () = tokio::time::sleep_until(deadline) => {
+            tracing::warn!(event = "drain_timeout", "shutdown deadline reached; closing anyway");
         }
     }
 }

@@ -10,7 +10,7 @@
 //! | a session this instance created, now durable | [`SessionCache::insert_committed`] | `TokenActor` (issue) |
 //! | the changes of a batch this instance committed | [`SessionCache::merge_batch`] | the [writer](super::writer) |
 //! | changes another instance committed | [`SessionCache::merge_from_peer`] | the [feed](super::feed) |
-//! | revocations of a password change or account deletion this instance committed | [`SessionCache::merge_account_revocations`] | `TokenActor` (session management) |
+//! | revocations of a password change or account deletion this instance committed | [`SessionCache::merge_account_revocations`] | `TokenHandle::sessions_revoked` (`UserActor`: password change, account deletion) |
 //! | a session the database no longer has | [`SessionCache::forget`] | `TokenActor` (revoke conflict) |
 //! | sessions no longer live (expired or revoked) | [`SessionCache::prune`] | `TokenActor` (prune timer) |
 //! | a session read from the database on a miss | [`SessionCache::fold_loaded`] | `TokenActor` (read-through) |

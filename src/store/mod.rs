@@ -11,6 +11,7 @@ pub(crate) mod conformance;
 pub(crate) mod migrations;
 pub(crate) mod postgres;
 mod shared;
+mod sql;
 pub(crate) mod sqlite;
 
 use std::sync::Arc;
@@ -319,7 +320,7 @@ pub trait AccountStore: Send + Sync {
     /// learns of the revocations. `None` if there is no such user.
     ///
     /// [`changes_since`]: Store::changes_since
-    async fn delete_user(
+    async fn delete_account(
         &self,
         user: UserId,
         now_ms: i64,

@@ -1,5 +1,5 @@
-//! What both backends share, written once: the change set a batch builds,
-//! and the SQL that is the same text on PostgreSQL and SQLite.
+//! What both backends share, written once: the change set a batch builds.
+//! (The SQL they share is in `sql`.)
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -7,12 +7,6 @@ use std::collections::HashMap;
 use uuid::Uuid;
 
 use crate::domain::SessionChange;
-
-/// The stored HS256 secret (both backends store it under the name `hs256`).
-pub(super) const LOAD_SECRET: &str = "SELECT value FROM service_secrets WHERE name = 'hs256'";
-pub(super) const LOAD_SIGNING_KEYS: &str =
-    "SELECT kid, algorithm, private_key, public_key, created_at_ms \
-     FROM signing_keys ORDER BY created_at_ms, kid";
 
 /// The final state of every session a batch changed, one entry per
 /// session, in the order they were first changed. The writes of a batch

@@ -36,18 +36,22 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
-use uuid::Uuid;
 
-use super::shared::{ChangeSet, LOAD_SECRET, LOAD_SIGNING_KEYS};
+use super::shared::ChangeSet;
+use super::sql::{
+    INSERT_SIGNING_KEY, LOAD_SECRET, LOAD_SESSION, LOAD_SIGNING_KEYS, STORE_SECRET, USER_BY_EMAIL,
+};
 use super::{
     migrations, BatchOutcome, FeedEvent, NewUser, SessionWrite, SigningKeyRecord, Store,
     StoreError, UserRecord, WriteOutcome,
 };
-use crate::domain::{Session, SessionChange, SessionId, UserId};
+use crate::domain::{Session, SessionChange, SessionId};
 
 mod accounts;
+mod rows;
+
+use rows::{session_from_row, user_from_row, uuid_at};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -56,12 +60,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const INSERT_USER: &str = "INSERT INTO users (id, email, password_hash, int_id) \
      VALUES (?1, ?2, ?3, (SELECT COALESCE(max(int_id), 2147483647) + 1 FROM users)) \
      RETURNING int_id";
-const FIND_USER: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed, \
-     email FROM users WHERE email = ?1";
-const LOAD_SESSION: &str = "SELECT id, user_id, generation, issued_at_ms, expires_at_ms, \
-     revoked_at_ms IS NOT NULL, user_int_id FROM sessions WHERE id = ?1";
-const STORE_SECRET: &str =
-    "INSERT INTO service_secrets (name, value) VALUES ('hs256', ?1) ON CONFLICT (name) DO NOTHING";
 
 /// Like PostgreSQL's: an existing id or a missing user is a conflict, not a
 /// failure of the whole batch. (The `WHERE` also settles SQLite's parsing
@@ -94,11 +92,6 @@ const CHANGES_SINCE: &str = "SELECT id, generation, issued_at_ms, revoked_at_ms 
      FROM sessions WHERE updated_at_ms >= ?1 ORDER BY updated_at_ms, id";
 const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE rowid IN \
      (SELECT rowid FROM sessions WHERE expires_at_ms < ?1 LIMIT ?2)";
-/// A key already stored under the same `kid` is kept; callers read the keys
-/// back with [`Store::signing_keys`].
-const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys \
-     (kid, algorithm, private_key, public_key, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5) \
-     ON CONFLICT (kid) DO NOTHING";
 
 /// Rows per chunk of [`Store::prune_sessions`].
 const PRUNE_CHUNK: u32 = 5_000;
@@ -237,25 +230,6 @@ fn is_email_taken(e: &rusqlite::Error) -> bool {
     }
 }
 
-fn uuid_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Uuid> {
-    let text: String = row.get(index)?;
-    Uuid::parse_str(&text)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(e)))
-}
-
-fn session_from_row(row: &Row<'_>) -> rusqlite::Result<Session> {
-    Ok(Session {
-        id: SessionId(uuid_at(row, 0)?),
-        user_id: UserId(uuid_at(row, 1)?),
-        // rusqlite refuses (IntegralValueOutOfRange) what does not fit.
-        generation: row.get(2)?,
-        issued_at_ms: row.get(3)?,
-        expires_at_ms: row.get(4)?,
-        revoked: row.get(5)?,
-        user_int_id: row.get(6)?,
-    })
-}
-
 /// A row `(id, generation, issued_at_ms, revoked)`.
 fn change_from_row(row: &Row<'_>) -> rusqlite::Result<SessionChange> {
     Ok(SessionChange {
@@ -388,21 +362,8 @@ impl Store for SqliteStore {
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let email = email.to_owned();
         self.with_conn(&self.reader, "find_user_by_email", move |conn| {
-            conn.prepare_cached(FIND_USER)
-                .and_then(|mut statement| {
-                    statement
-                        .query_row([email], |row| {
-                            Ok(UserRecord {
-                                id: UserId(uuid_at(row, 0)?),
-                                email: row.get(5)?,
-                                int_id: row.get(1)?,
-                                password_hash: row.get(2)?,
-                                legacy_id: row.get(3)?,
-                                legacy_tokens_closed: row.get(4)?,
-                            })
-                        })
-                        .optional()
-                })
+            conn.prepare_cached(USER_BY_EMAIL)
+                .and_then(|mut statement| statement.query_row([email], user_from_row).optional())
                 .map_err(|e| sqlite_error("find_user_by_email", e))
         })
         .await

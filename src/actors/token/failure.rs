@@ -1,7 +1,7 @@
 //! How a token request fails: [`TokenFailure`] (a refusal or a fault) and
 //! [`TokenRefusal`] (only the refusals, the failures that may leave as 401).
 
-use super::CallError;
+use crate::actors::CallError;
 use crate::domain::TokenError;
 use crate::fault::Fault;
 use crate::store::StoreError;

@@ -2,19 +2,20 @@
 //!
 //! Each method checks the token's signature here, in the caller's task
 //! (so the actor's loop never spends time on cryptography and only sees
-//! claims of tokens authd signed), sends one [`TokenMsg`] and waits for its
-//! answer. An old service's token goes to the legacy handling instead.
+//! claims of tokens authd signed), sends the one [`TokenMsg`] of its name
+//! and waits for its answer. An old service's token goes to the `Legacy…`
+//! message of the operation instead.
 
 use std::sync::Arc;
 
-use super::legacy::LegacyRequest;
-use super::{sign, Reply, SessionOp, SessionRequest, TokenDeps, TokenFailure, TokenMsg};
+use super::{sign, Reply, SessionAsk, TokenDeps, TokenFailure, TokenMsg};
 use crate::actors::ChildSlot;
 use crate::domain::{
-    Authorized, Claims, IssuedToken, LegacyTokenCodec, RevokeScope, Session, SessionId,
-    SessionOrigin, UserId,
+    Authorized, IssuedToken, LegacyTokenCodec, RevokeScope, Session, SessionId, SessionOrigin,
+    UserId,
 };
 use crate::keys::KeyRing;
+use crate::sessions::SessionCache;
 #[cfg(feature = "test-hooks")]
 use crate::store::Store;
 
@@ -23,9 +24,11 @@ use crate::store::Store;
 /// claims of tokens authd itself signed.
 #[derive(Clone)]
 pub struct TokenHandle {
-    /// Also used by the account management calls (`manage`).
-    pub(super) slot: Arc<ChildSlot<TokenMsg>>,
+    slot: Arc<ChildSlot<TokenMsg>>,
     keys: Arc<KeyRing>,
+    /// `TokenActor`'s cache, for the revocations of account transactions
+    /// (`sessions_revoked`).
+    pub(super) cache: Arc<SessionCache>,
     /// Whether old service's tokens are recognised (its tables are read).
     legacy: bool,
     /// For the test hook that silences this instance's change announcements.
@@ -38,28 +41,24 @@ impl TokenHandle {
         TokenHandle {
             slot: Arc::clone(&deps.slot),
             keys: Arc::clone(&deps.keys),
+            cache: Arc::clone(&deps.cache),
             legacy: deps.legacy.is_some(),
             #[cfg(feature = "test-hooks")]
             store: Arc::clone(&deps.store),
         }
     }
 
-    /// Sends an old service's token to `TokenActor`'s legacy handling;
-    /// `None` when `token` is not one (or they are not read here).
-    async fn legacy_call<T: Send + 'static>(
+    /// Sends the message `build` makes and waits for its answer.
+    pub(super) async fn call<T: Send + 'static>(
         &self,
-        token: &str,
-        request: impl FnOnce(String, Reply<T>) -> LegacyRequest,
-    ) -> Option<Result<T, TokenFailure>> {
-        if !(self.legacy && LegacyTokenCodec::is_legacy_shape(token)) {
-            return None;
-        }
-        let token = token.to_owned();
-        let answer = self
-            .slot
-            .call(|reply| TokenMsg::Legacy(request(token, reply)))
-            .await;
-        Some(answer.map_err(TokenFailure::from).and_then(|r| r))
+        build: impl FnOnce(Reply<T>) -> TokenMsg,
+    ) -> Result<T, TokenFailure> {
+        self.slot.call(build).await?
+    }
+
+    /// Whether `token` is an old service's (and those are read here).
+    fn is_legacy(&self, token: &str) -> bool {
+        self.legacy && LegacyTokenCodec::is_legacy_shape(token)
     }
 
     /// Starts a session (durably) and returns it unsigned.
@@ -69,14 +68,13 @@ impl TokenHandle {
         user_int_id: i64,
         origin: SessionOrigin,
     ) -> Result<Session, TokenFailure> {
-        self.slot
-            .call(|reply| TokenMsg::Issue {
-                user_id,
-                user_int_id,
-                origin,
-                reply,
-            })
-            .await?
+        self.call(|reply| TokenMsg::StartSession {
+            user_id,
+            user_int_id,
+            origin,
+            reply,
+        })
+        .await
     }
 
     /// The live token of `session`, signed with the current key.
@@ -84,18 +82,7 @@ impl TokenHandle {
         sign(&self.keys.codec(), session)
     }
 
-    /// Revokes session `id` durably.
-    pub async fn revoke_session(&self, id: SessionId) -> Result<(), TokenFailure> {
-        self.slot
-            .call(|reply| TokenMsg::RevokeSession { id, reply })
-            .await?
-    }
-
-    /// The public signing keys as a JWK Set (empty for HS256).
-    pub fn jwks(&self) -> serde_json::Value {
-        self.keys.codec().jwks().clone()
-    }
-
+    /// Starts a session and signs its first token.
     pub async fn issue(
         &self,
         user_id: UserId,
@@ -106,16 +93,31 @@ impl TokenHandle {
         self.sign_session(&session)
     }
 
+    /// Revokes session `id` durably.
+    pub async fn revoke_session(&self, id: SessionId) -> Result<(), TokenFailure> {
+        self.call(|reply| TokenMsg::RevokeSession { id, reply })
+            .await
+    }
+
+    /// The public signing keys as a JWK Set (empty for HS256).
+    pub fn jwks(&self) -> serde_json::Value {
+        self.keys.codec().jwks().clone()
+    }
+
     /// Rotates the session of `token`; an expired token is accepted while
     /// its session lives. An old service's token is exchanged for a
     /// session of its own.
     pub async fn refresh(&self, token: &str) -> Result<IssuedToken, TokenFailure> {
-        let exchange = |token, reply| LegacyRequest::Exchange { token, reply };
-        if let Some(answer) = self.legacy_call(token, exchange).await {
-            return answer;
+        if self.is_legacy(token) {
+            let token = token.to_owned();
+            return self
+                .call(|reply| TokenMsg::LegacyExchange { token, reply })
+                .await;
         }
         let claims = self.keys.verify(token, true).await?;
-        let session = self.session_call(claims, SessionOp::Refresh).await?;
+        let session = self
+            .call(|reply| TokenMsg::Refresh(SessionAsk::new(claims, reply)))
+            .await?;
         sign(&self.keys.codec(), &session)
     }
 
@@ -129,20 +131,22 @@ impl TokenHandle {
         token: &str,
         scope: RevokeScope,
     ) -> Result<Option<(UserId, SessionId)>, TokenFailure> {
-        if scope == RevokeScope::Session {
-            let revoke = |token, reply| LegacyRequest::Revoke { token, reply };
-            if let Some(answer) = self.legacy_call(token, revoke).await {
-                return answer.map(|()| None);
-            }
+        if scope == RevokeScope::Session && self.is_legacy(token) {
+            let token = token.to_owned();
+            self.call(|reply| TokenMsg::LegacyRevoke { token, reply })
+                .await?;
+            return Ok(None);
         }
         let claims = self.keys.verify(token, true).await?;
         let who = Some((claims.sub, claims.sid));
-        match scope {
-            RevokeScope::Session => self.session_call(claims, SessionOp::Revoke).await,
-            RevokeScope::Others => self.session_call(claims, SessionOp::RevokeOthers).await,
-            RevokeScope::All => self.session_call(claims, SessionOp::RevokeAll).await,
-        }
-        .map(|()| who)
+        let message = match scope {
+            RevokeScope::Session => TokenMsg::Revoke,
+            RevokeScope::Others => TokenMsg::RevokeOthers,
+            RevokeScope::All => TokenMsg::RevokeAll,
+        };
+        self.call(|reply| message(SessionAsk::new(claims, reply)))
+            .await?;
+        Ok(who)
     }
 
     /// The user and session a token of authd's names, if its signature is
@@ -153,28 +157,15 @@ impl TokenHandle {
     }
 
     pub async fn authorize(&self, token: &str) -> Result<Authorized, TokenFailure> {
-        let authorize = |token, reply| LegacyRequest::Authorize { token, reply };
-        if let Some(answer) = self.legacy_call(token, authorize).await {
-            return answer;
+        if self.is_legacy(token) {
+            let token = token.to_owned();
+            return self
+                .call(|reply| TokenMsg::LegacyAuthorize { token, reply })
+                .await;
         }
         let claims = self.keys.verify(token, false).await?;
-        self.session_call(claims, SessionOp::Authorize).await
-    }
-
-    async fn session_call<T: Send + 'static>(
-        &self,
-        claims: Claims,
-        op: impl FnOnce(Reply<T>) -> SessionOp,
-    ) -> Result<T, TokenFailure> {
-        self.slot
-            .call(|reply| {
-                TokenMsg::Session(SessionRequest {
-                    claims,
-                    op: op(reply),
-                    attempts: 0,
-                })
-            })
-            .await?
+        self.call(|reply| TokenMsg::Authorize(SessionAsk::new(claims, reply)))
+            .await
     }
 
     /// Test hook: make the current `TokenActor` panic.

@@ -13,39 +13,21 @@
 //!   inside the grace window the same successor (two tabs), after it, or
 //!   once that successor was refreshed, reuse: the session is revoked.
 //!
-//! The messages arrive through `TokenActor`'s mailbox like every other
+//! The messages (`TokenMsg::LegacyAuthorize`, `LegacyExchange`,
+//! `LegacyRevoke`) arrive through `TokenActor`'s mailbox like every other
 //! token request; the actor hands each to a task (they read the database),
 //! so its own loop never waits on I/O.
 
+use std::future::Future;
 use std::sync::Arc;
 
-use ractor::RpcReplyPort;
 use sha2::{Digest, Sha256};
 
-use super::{TokenFailure, TokenHandle, TokenRefusal};
+use super::{Reply, TokenFailure, TokenHandle, TokenRefusal, TokenState};
 use crate::domain::{
     now_ms, Authorized, IssuedToken, LegacyTokenCodec, Session, SessionOrigin, TokenError, UserId,
 };
 use crate::store::{LegacyStore, Store, StoreError, UserRecord};
-
-/// A request about an old service's token.
-pub enum LegacyRequest {
-    Authorize {
-        token: String,
-        reply: RpcReplyPort<Result<Authorized, TokenFailure>>,
-    },
-    Exchange {
-        token: String,
-        reply: RpcReplyPort<Result<IssuedToken, TokenFailure>>,
-    },
-    /// `/revoke` (`DELETE /auth/revoke`) with an old token: it is
-    /// exchanged for a session that is revoked at once, so the token and
-    /// any successor are refused from then on.
-    Revoke {
-        token: String,
-        reply: RpcReplyPort<Result<(), TokenFailure>>,
-    },
-}
 
 /// What the legacy flows need; shared by every incarnation of the actor.
 pub struct LegacyTokens {
@@ -56,21 +38,6 @@ pub struct LegacyTokens {
 }
 
 impl LegacyTokens {
-    /// Runs one request to its answer (in a task of its own).
-    pub async fn handle(self: Arc<Self>, tokens: TokenHandle, request: LegacyRequest) {
-        match request {
-            LegacyRequest::Authorize { token, reply } => {
-                let _ = reply.send(self.authorize(&token).await);
-            }
-            LegacyRequest::Exchange { token, reply } => {
-                let _ = reply.send(self.exchange(&tokens, &token).await);
-            }
-            LegacyRequest::Revoke { token, reply } => {
-                let _ = reply.send(self.revoke(&tokens, &token).await);
-            }
-        }
-    }
-
     fn legacy(&self) -> Result<&dyn LegacyStore, TokenFailure> {
         self.store
             .legacy()
@@ -242,4 +209,46 @@ impl LegacyTokens {
 
 fn digest(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
+}
+
+impl TokenState {
+    pub(super) fn legacy_authorize(&mut self, token: String, reply: Reply<Authorized>) {
+        self.on_legacy(
+            reply,
+            |legacy, _| async move { legacy.authorize(&token).await },
+        );
+    }
+
+    pub(super) fn legacy_exchange(&mut self, token: String, reply: Reply<IssuedToken>) {
+        self.on_legacy(reply, |legacy, tokens| async move {
+            legacy.exchange(&tokens, &token).await
+        });
+    }
+
+    /// `/revoke` (`DELETE /auth/revoke`) with an old token: it is exchanged
+    /// for a session that is revoked at once, so the token and any
+    /// successor are refused from then on.
+    pub(super) fn legacy_revoke(&mut self, token: String, reply: Reply<()>) {
+        self.on_legacy(reply, |legacy, tokens| async move {
+            legacy.revoke(&tokens, &token).await
+        });
+    }
+
+    /// Runs `work` in a task of its own and answers with its result.
+    fn on_legacy<T, F, W>(&self, reply: Reply<T>, work: W)
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, TokenFailure>> + Send + 'static,
+        W: FnOnce(Arc<LegacyTokens>, TokenHandle) -> F,
+    {
+        // Without the old tables the handle sends no legacy requests;
+        // dropping one answers its caller with 503.
+        let Some(legacy) = &self.deps.legacy else {
+            return;
+        };
+        let answer = work(Arc::clone(legacy), TokenHandle::new(&self.deps));
+        tokio::spawn(async move {
+            let _ = reply.send(answer.await);
+        });
+    }
 }

@@ -6,6 +6,12 @@
 //! [`SessionWriter`]; a small task per request waits for its write to be
 //! durable, applies it to the cache and only then answers the caller.
 //!
+//! One message per operation, each handled by the method of the same name
+//! ([`TokenMsg::Refresh`] by `refresh`, ...): the requests about the
+//! session of a verified token are in [`session`], a user's management of
+//! their own sessions in [`manage`], the old service's tokens in
+//! [`legacy`].
+//!
 //! The actor's own loop never awaits I/O: cache misses are read through by
 //! a task that re-sends the request when the session is loaded, and a
 //! refresh of a session whose rotation is still in flight is parked until
@@ -24,16 +30,16 @@ mod failure;
 mod handle;
 pub(crate) mod legacy;
 mod manage;
+mod session;
 
 pub(crate) use self::failure::{TokenFailure, TokenRefusal};
 pub(crate) use self::handle::TokenHandle;
-use self::legacy::{LegacyRequest, LegacyTokens};
-pub(crate) use self::manage::ManageRequest;
-use super::{CallError, ChildSlot};
-use crate::audit::{self, Action, Outcome};
+use self::legacy::LegacyTokens;
+pub(crate) use self::session::SessionAsk;
+use super::ChildSlot;
 use crate::domain::{
-    now_ms, Authorized, Claims, IssuedToken, RefreshDecision, Session, SessionId, SessionOrigin,
-    TokenCodec, UserId,
+    now_ms, Authorized, IssuedToken, Session, SessionCursor, SessionId, SessionOrigin,
+    SessionSummary, TokenCodec, UserId,
 };
 use crate::fault::Fault;
 use crate::keys::KeyRing;
@@ -50,67 +56,61 @@ pub enum TokenMsg {
     /// Start a session for a user who just signed up or in.
     /// Answered with the new session once it is durable; the caller signs
     /// its token (signing stays out of the actor's and the writer's loops).
-    Issue {
+    StartSession {
         user_id: UserId,
         user_int_id: i64,
         origin: SessionOrigin,
         reply: Reply<Session>,
     },
-    /// A user managing their own sessions and account (see [`manage`]).
-    Manage(ManageRequest),
+    /// Rotate the token's session; answered with the session state whose
+    /// token the caller returns.
+    Refresh(SessionAsk<Session>),
+    /// Revoke the token's session.
+    Revoke(SessionAsk<()>),
+    /// Revoke every session of the token's user but the token's own.
+    RevokeOthers(SessionAsk<()>),
+    /// Revoke every session of the token's user ("logout everywhere").
+    RevokeAll(SessionAsk<()>),
+    /// Whether the token's session still honours it.
+    Authorize(SessionAsk<Authorized>),
     /// Revoke one session by id (a surplus session of a raced legacy
     /// exchange, or one whose exchanged old token was reused).
     RevokeSession { id: SessionId, reply: Reply<()> },
-    /// A request about an old service's token (see [`legacy`]).
-    Legacy(LegacyRequest),
-    /// Anything done with the token of an existing session.
-    Session(SessionRequest),
+    /// Up to `limit` live sessions of the user, newest first, after `after`.
+    ListSessions {
+        user_id: UserId,
+        after: Option<SessionCursor>,
+        limit: usize,
+        reply: Reply<Vec<SessionSummary>>,
+    },
+    /// Revoke session `id` if it is a live session of the user; `false`
+    /// when it is not (someone else's, unknown, ended).
+    RevokeOwnSession {
+        user_id: UserId,
+        id: SessionId,
+        reply: Reply<bool>,
+    },
+    /// Authorize an old service's token.
+    LegacyAuthorize {
+        token: String,
+        reply: Reply<Authorized>,
+    },
+    /// Exchange an old service's token for a session of authd's
+    /// (`/refresh`).
+    LegacyExchange {
+        token: String,
+        reply: Reply<IssuedToken>,
+    },
+    /// Revoke an old service's token (`/revoke`).
+    LegacyRevoke { token: String, reply: Reply<()> },
     /// The rotation of this session finished (either way): release the
-    /// requests parked behind it.
+    /// refreshes parked behind it.
     RotationSettled(SessionId),
     /// Drop expired sessions from the cache.
     Prune,
     /// Test hook: panic inside the actor's loop.
     #[cfg(feature = "test-hooks")]
     Crash,
-}
-
-/// A request about the session a verified token belongs to.
-pub struct SessionRequest {
-    claims: Claims,
-    op: SessionOp,
-    attempts: u8,
-}
-
-enum SessionOp {
-    /// Answered with the session state whose token the caller returns.
-    Refresh(Reply<Session>),
-    Revoke(Reply<()>),
-    /// Revoke every session of the token's user ("logout everywhere").
-    RevokeAll(Reply<()>),
-    /// Revoke every session of the token's user but the token's own.
-    RevokeOthers(Reply<()>),
-    Authorize(Reply<Authorized>),
-}
-
-impl SessionOp {
-    fn fail(self, failure: TokenFailure) {
-        // A caller that gave up (timeout) has dropped its port; ignore.
-        match self {
-            SessionOp::Refresh(r) => drop(r.send(Err(failure))),
-            SessionOp::Revoke(r) | SessionOp::RevokeAll(r) | SessionOp::RevokeOthers(r) => {
-                drop(r.send(Err(failure)))
-            }
-            SessionOp::Authorize(r) => drop(r.send(Err(failure))),
-        }
-    }
-}
-
-/// Which sessions a user-wide revocation ends.
-#[derive(Clone, Copy)]
-enum RevokeKind {
-    All,
-    Others,
 }
 
 /// What `TokenActor` needs; shared by every incarnation of the actor, so the
@@ -135,9 +135,10 @@ pub struct TokenDeps {
 }
 
 impl TokenDeps {
-    /// Waits (up to `limit`) for every session writer to finish: a writer
-    /// exits once its actor is gone and its queue is written.
-    pub async fn flush_writers(&self, limit: Duration) {
+    /// Waits (until `deadline` at most) for every session writer to
+    /// finish: a writer exits once its actor is gone and its queue is
+    /// written.
+    pub async fn flush_writers(&self, deadline: tokio::time::Instant) {
         let tasks = match self.writer_tasks.lock() {
             Ok(mut tasks) => std::mem::take(&mut *tasks),
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
@@ -147,7 +148,7 @@ impl TokenDeps {
                 let _ = task.await;
             }
         };
-        if tokio::time::timeout(limit, all).await.is_err() {
+        if tokio::time::timeout_at(deadline, all).await.is_err() {
             tracing::warn!(
                 event = "flush_timeout",
                 "session writers did not finish in time"
@@ -162,7 +163,7 @@ pub(crate) struct TokenState {
     deps: Arc<TokenDeps>,
     writer: SessionWriter,
     /// Sessions with a rotation in flight, with the refreshes parked behind it.
-    rotating: HashMap<SessionId, Vec<SessionRequest>>,
+    rotating: HashMap<SessionId, Vec<SessionAsk<Session>>>,
 }
 
 impl Actor for TokenActor {
@@ -196,31 +197,31 @@ impl Actor for TokenActor {
         state: &mut TokenState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            TokenMsg::Issue {
+            TokenMsg::StartSession {
                 user_id,
                 user_int_id,
                 origin,
                 reply,
-            } => state.issue(user_id, user_int_id, origin, reply),
-            TokenMsg::Manage(request) => state.manage(request),
-            TokenMsg::RevokeSession { id, reply } => state.revoke(id, move |result| {
-                let _ = reply.send(result);
-            }),
-            TokenMsg::Legacy(request) => match &state.deps.legacy {
-                Some(legacy) => {
-                    let (legacy, tokens) = (Arc::clone(legacy), TokenHandle::new(&state.deps));
-                    tokio::spawn(legacy.handle(tokens, request));
-                }
-                // Unreachable through the handle; dropping the request
-                // answers its caller with 503.
-                None => drop(request),
-            },
-            TokenMsg::Session(request) => state.dispatch(request),
-            TokenMsg::RotationSettled(id) => {
-                for request in state.rotating.remove(&id).unwrap_or_default() {
-                    state.dispatch(request);
-                }
+            } => state.start_session(user_id, user_int_id, origin, reply),
+            TokenMsg::Refresh(ask) => state.refresh(ask),
+            TokenMsg::Revoke(ask) => state.revoke(ask),
+            TokenMsg::RevokeOthers(ask) => state.revoke_others(ask),
+            TokenMsg::RevokeAll(ask) => state.revoke_all(ask),
+            TokenMsg::Authorize(ask) => state.authorize(ask),
+            TokenMsg::RevokeSession { id, reply } => state.revoke_session(id, reply),
+            TokenMsg::ListSessions {
+                user_id,
+                after,
+                limit,
+                reply,
+            } => state.list_sessions(user_id, after, limit, reply),
+            TokenMsg::RevokeOwnSession { user_id, id, reply } => {
+                state.revoke_own_session(user_id, id, reply)
             }
+            TokenMsg::LegacyAuthorize { token, reply } => state.legacy_authorize(token, reply),
+            TokenMsg::LegacyExchange { token, reply } => state.legacy_exchange(token, reply),
+            TokenMsg::LegacyRevoke { token, reply } => state.legacy_revoke(token, reply),
+            TokenMsg::RotationSettled(id) => state.rotation_settled(id),
             TokenMsg::Prune => state.prune(),
             #[cfg(feature = "test-hooks")]
             TokenMsg::Crash => panic!("TokenActor crashed on request (test hook)"),
@@ -230,7 +231,7 @@ impl Actor for TokenActor {
 }
 
 impl TokenState {
-    fn issue(
+    fn start_session(
         &mut self,
         user_id: UserId,
         user_int_id: i64,
@@ -258,183 +259,15 @@ impl TokenState {
         );
     }
 
-    fn dispatch(&mut self, request: SessionRequest) {
-        let id = request.claims.sid;
-        if let Some(parked) = self.rotating.get_mut(&id) {
-            if matches!(request.op, SessionOp::Refresh(_)) {
-                parked.push(request);
-                return;
-            }
-        }
-        let Some(session) = self.deps.cache.get(id) else {
-            self.read_through(request);
-            return;
-        };
-        if request.claims.generation > session.generation {
-            // A generation newer than the cached one: another instance
-            // rotated this session and its change has not reached us yet.
-            // Read the committed state instead of refusing a valid token.
-            self.read_through(request);
-            return;
-        }
-        let SessionRequest {
-            claims,
-            op,
-            attempts,
-        } = request;
-        if session.user_id != claims.sub {
-            // Correctly signed but naming another user's session: only a
-            // key compromise or a bug produces this.
-            return op.fail(TokenFailure::Refused(TokenRefusal::Invalid));
-        }
-        let now = now_ms();
-        let op_kind = if matches!(op, SessionOp::RevokeOthers(_)) {
-            RevokeKind::Others
-        } else {
-            RevokeKind::All
-        };
-        match op {
-            SessionOp::Authorize(reply) => {
-                let result = if session.authorizes(claims.generation, now) {
-                    Ok(Authorized {
-                        user_id: session.user_id,
-                        user_int_id: session.user_int_id,
-                        session_id: Some(session.id),
-                        expires_at: claims.exp,
-                    })
-                } else if !session.is_live(now) {
-                    Err(TokenFailure::Refused(TokenRefusal::Revoked))
-                } else {
-                    // An older generation: superseded by a refresh.
-                    Err(TokenFailure::Refused(TokenRefusal::Invalid))
-                };
-                let _ = reply.send(result);
-            }
-            SessionOp::Revoke(reply) => {
-                if session.revoked {
-                    // Idempotent: revoking a revoked session succeeds.
-                    let _ = reply.send(Ok(()));
-                } else {
-                    self.revoke(session.id, move |result| {
-                        let _ = reply.send(result);
-                    });
-                }
-            }
-            SessionOp::RevokeAll(reply) | SessionOp::RevokeOthers(reply) => {
-                if !session.is_live(now) {
-                    let _ = reply.send(Err(TokenFailure::Refused(TokenRefusal::Revoked)));
-                    return;
-                }
-                let except = matches!(op_kind, RevokeKind::Others).then_some(session.id);
-                // The writer folds the revoked sessions into the cache
-                // before it calls back.
-                self.writer.submit(
-                    SessionWrite::RevokeUser {
-                        user_id: session.user_id,
-                        revoked_at_ms: now,
-                        except,
-                    },
-                    Box::new(move |written| {
-                        let _ = reply.send(written.map(|_| ()).map_err(TokenFailure::from));
-                    }),
-                );
-            }
-            SessionOp::Refresh(reply) => {
-                match session.decide_refresh(claims.generation, now, self.deps.refresh_grace_ms) {
-                    RefreshDecision::Rotate => {
-                        audit::count(Action::Refresh, Outcome::Success);
-                        self.rotate(session, claims, reply, attempts, now)
-                    }
-                    RefreshDecision::GraceDuplicate => {
-                        audit::count(Action::Refresh, Outcome::GraceDuplicate);
-                        // The cache holds committed state only, so the
-                        // current generation is already durable.
-                        let _ = reply.send(Ok(session));
-                    }
-                    RefreshDecision::Reuse => {
-                        metrics::counter!(crate::telemetry::metrics::REUSE_DETECTED).increment(1);
-                        tracing::warn!(
-                            event = "token_reuse_detected",
-                            session_id = %session.id,
-                            user_id = %session.user_id,
-                            presented_generation = claims.generation,
-                            current_generation = session.generation,
-                            "refresh token reuse detected; revoking the session"
-                        );
-                        self.revoke(session.id, move |result| {
-                            let _ = reply
-                                .send(result.and(Err(TokenFailure::Refused(TokenRefusal::Reused))));
-                        });
-                    }
-                    RefreshDecision::Refused => {
-                        audit::count(Action::Refresh, Outcome::Refused);
-                        let _ = reply.send(Err(TokenFailure::Refused(TokenRefusal::Revoked)));
-                    }
-                }
-            }
-        }
-    }
-
-    fn rotate(
-        &mut self,
-        session: Session,
-        claims: Claims,
-        reply: Reply<Session>,
-        attempts: u8,
-        now: i64,
-    ) {
-        let next = session.rotated(now);
-        let id = session.id;
-        self.rotating.insert(id, Vec::new());
-        let deps = Arc::clone(&self.deps);
-        let write = SessionWrite::Rotate {
-            id,
-            from_generation: session.generation,
-            issued_at_ms: now,
-        };
-        self.writer.submit(
-            write,
-            Box::new(move |written| match written {
-                Ok(WriteOutcome::Applied) => {
-                    // The writer has already folded the rotation into the cache.
-                    let _ = reply.send(Ok(next));
-                    deps.slot.cast(TokenMsg::RotationSettled(id));
-                }
-                Ok(WriteOutcome::Conflict) => {
-                    // Another instance rotated or revoked it first. Reload the
-                    // truth, then decide again (usually: grace duplicate).
-                    tokio::spawn(async move {
-                        let reloaded = load_into_cache(&deps, id).await;
-                        deps.slot.cast(TokenMsg::RotationSettled(id));
-                        match reloaded {
-                            Err(e) => {
-                                let _ = reply.send(Err(e));
-                            }
-                            Ok(_) if attempts + 1 >= MAX_ATTEMPTS => {
-                                let _ = reply
-                                    .send(Err(Fault::unavailable("session is contended").into()));
-                            }
-                            Ok(_) => {
-                                deps.slot.cast(TokenMsg::Session(SessionRequest {
-                                    claims,
-                                    op: SessionOp::Refresh(reply),
-                                    attempts: attempts + 1,
-                                }));
-                            }
-                        }
-                    });
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e.into()));
-                    deps.slot.cast(TokenMsg::RotationSettled(id));
-                }
-            }),
-        );
+    fn revoke_session(&mut self, id: SessionId, reply: Reply<()>) {
+        self.write_revoke(id, move |result| {
+            let _ = reply.send(result);
+        });
     }
 
     /// Revokes session `id` durably, then calls `done` with the result
     /// (inside the writer task: `done` must be quick).
-    fn revoke(
+    fn write_revoke(
         &mut self,
         id: SessionId,
         done: impl FnOnce(Result<(), TokenFailure>) + Send + 'static,
@@ -474,31 +307,6 @@ impl TokenState {
                 Err(e) => {
                     tracing::warn!(event = "prune_failed", error = %e, "pruning sessions failed")
                 }
-            }
-        });
-    }
-
-    /// Loads a session's committed state into the cache (merged with what
-    /// is there), then re-sends the request.
-    fn read_through(&mut self, mut request: SessionRequest) {
-        if request.attempts >= MAX_ATTEMPTS {
-            return request
-                .op
-                .fail(TokenFailure::Refused(TokenRefusal::Invalid));
-        }
-        let deps = Arc::clone(&self.deps);
-        tokio::spawn(async move {
-            match load_into_cache(&deps, request.claims.sid).await {
-                Ok(true) => {
-                    request.attempts += 1;
-                    // If the actor is down, the request (and its reply port)
-                    // is dropped and the caller gets 503.
-                    deps.slot.cast(TokenMsg::Session(request));
-                }
-                Ok(false) => request
-                    .op
-                    .fail(TokenFailure::Refused(TokenRefusal::Invalid)),
-                Err(e) => request.op.fail(e),
             }
         });
     }

@@ -234,7 +234,7 @@ pub(crate) async fn deleting_a_user_leaves_revoked_tombstones(store: &dyn Store)
         .await
         .expect("create");
     let changes = store
-        .delete_user(user.id, 2_000)
+        .delete_account(user.id, 2_000)
         .await
         .expect("delete")
         .expect("user exists");
@@ -276,7 +276,7 @@ pub(crate) async fn deleting_a_user_leaves_revoked_tombstones(store: &dyn Store)
         .expect("list")
         .is_empty());
     assert!(store
-        .delete_user(user.id, 3_000)
+        .delete_account(user.id, 3_000)
         .await
         .expect("again")
         .is_none());

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use super::{is_email_taken, user_from_row, PostgresStore};
 use crate::domain::{SessionId, UserId};
+use crate::store::sql::select_user;
 use crate::store::{
     LegacyCounts, LegacyExchange, LegacyMatch, LegacyStore, LegacyUser, StoreError, UserRecord,
 };
@@ -51,8 +52,7 @@ const NEW_OLD_ROWS: &str =
     "SELECT id::bigint, email FROM public.users WHERE id > $1::bigint ORDER BY id LIMIT $2";
 const INDEX_ROWS: &str = "INSERT INTO legacy_users (legacy_id, email, email_key) \
      SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING";
-const ADOPTED: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed, \
-     email FROM users WHERE legacy_id = $1";
+const ADOPTED: &str = select_user!("legacy_id = $1");
 const ADOPT: &str = "INSERT INTO users (id, email, password_hash, int_id, legacy_id) \
      VALUES ($1, $2, $3, $4, $4) ON CONFLICT (legacy_id) DO NOTHING";
 const UPGRADE: &str = "UPDATE users SET password_hash = $2 WHERE id = $1 AND password_hash = ''";

@@ -71,6 +71,7 @@ mod errors;
 mod feed;
 mod legacy;
 mod publisher;
+mod rows;
 mod setup;
 mod writes;
 
@@ -86,9 +87,13 @@ use feed::decode_changes;
 use feed::encode_changes;
 use feed::run_feed;
 use publisher::Publisher;
+use rows::{generation_at, session_from_row, user_from_row};
 use writes::{apply_plan, Plan};
 
-use super::shared::{ChangeSet, LOAD_SECRET, LOAD_SIGNING_KEYS};
+use super::shared::ChangeSet;
+use super::sql::{
+    INSERT_SIGNING_KEY, LOAD_SECRET, LOAD_SESSION, LOAD_SIGNING_KEYS, STORE_SECRET, USER_BY_EMAIL,
+};
 use super::{
     migrations, BatchOutcome, FeedEvent, LegacyStore, NewUser, SessionWrite, SigningKeyRecord,
     Store, StoreError, UserRecord, WriteOutcome,
@@ -124,14 +129,9 @@ const FEED_APPLICATION_NAME: &str = "authd-feed";
 /// backlog neither holds many row locks nor outlives the timeout.
 const PRUNE_CHUNK: i64 = 5_000;
 
+/// The integer id comes from the column's sequence.
 const INSERT_USER: &str =
     "INSERT INTO users (id, email, password_hash) VALUES ($1, $2, $3) RETURNING int_id";
-const FIND_USER: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed, \
-     email FROM users WHERE email = $1";
-const LOAD_SESSION: &str = "SELECT id, user_id, generation, issued_at_ms, expires_at_ms, \
-     revoked_at_ms IS NOT NULL, user_int_id FROM sessions WHERE id = $1";
-const STORE_SECRET: &str =
-    "INSERT INTO service_secrets (name, value) VALUES ('hs256', $1) ON CONFLICT (name) DO NOTHING";
 
 /// One notification per payload, all in one round trip.
 const NOTIFY_CHANGES: &str = "SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p";
@@ -139,11 +139,6 @@ const CHANGES_SINCE: &str = "SELECT id, generation, issued_at_ms, revoked_at_ms 
      FROM sessions WHERE updated_at_ms >= $1 ORDER BY updated_at_ms, id";
 const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE id IN \
      (SELECT id FROM sessions WHERE expires_at_ms < $1 LIMIT $2)";
-/// A retried insert (its first attempt committed but timed out) is not an
-/// error; callers read the keys back with [`Store::signing_keys`].
-const INSERT_SIGNING_KEY: &str = "INSERT INTO signing_keys \
-     (kid, algorithm, private_key, public_key, created_at_ms) VALUES ($1, $2, $3, $4, $5) \
-     ON CONFLICT (kid) DO NOTHING";
 
 pub(crate) struct PostgresStore {
     pool: Pool,
@@ -295,7 +290,7 @@ impl Store for PostgresStore {
         let email = email.to_owned();
         self.on_connection("find_user_by_email", move |c| {
             Box::pin(async move {
-                let statement = c.prepare_cached(FIND_USER).await?;
+                let statement = c.prepare_cached(USER_BY_EMAIL).await?;
                 let row = c.query_opt(&statement, &[&email]).await?;
                 row.map(|row| user_from_row(&row)).transpose()
             })
@@ -461,44 +456,12 @@ impl Store for PostgresStore {
     }
 }
 
-/// A row `(id, int_id, password_hash, legacy_id, legacy_tokens_closed,
-/// email)`.
-pub(super) fn user_from_row(row: &Row) -> Result<UserRecord, tokio_postgres::Error> {
-    Ok(UserRecord {
-        id: UserId(row.try_get(0)?),
-        email: row.try_get(5)?,
-        int_id: row.try_get(1)?,
-        password_hash: row.try_get(2)?,
-        legacy_id: row.try_get(3)?,
-        legacy_tokens_closed: row.try_get(4)?,
-    })
-}
-
-fn session_from_row(row: &Row) -> Result<Session, StoreError> {
-    let read = |e: tokio_postgres::Error| Failure::Db(e).into_store_error("reading a session");
-    let generation: i64 = row.try_get(2).map_err(read)?;
-    Ok(Session {
-        id: SessionId(row.try_get(0).map_err(read)?),
-        user_id: UserId(row.try_get(1).map_err(read)?),
-        generation: u32::try_from(generation).map_err(|_| {
-            StoreError::internal(format!("session generation {generation} out of range"))
-        })?,
-        issued_at_ms: row.try_get(3).map_err(read)?,
-        expires_at_ms: row.try_get(4).map_err(read)?,
-        revoked: row.try_get(5).map_err(read)?,
-        user_int_id: row.try_get(6).map_err(read)?,
-    })
-}
-
 /// A row `(id, generation, issued_at_ms, revoked)`.
 pub(super) fn change_from_row(row: &Row) -> Result<SessionChange, StoreError> {
     let read = |e: tokio_postgres::Error| Failure::Db(e).into_store_error("reading a session");
-    let generation: i64 = row.try_get(1).map_err(read)?;
     Ok(SessionChange {
         id: SessionId(row.try_get(0).map_err(read)?),
-        generation: u32::try_from(generation).map_err(|_| {
-            StoreError::internal(format!("session generation {generation} out of range"))
-        })?,
+        generation: generation_at(row, 1, "reading a session")?,
         issued_at_ms: row.try_get(2).map_err(read)?,
         revoked: row.try_get(3).map_err(read)?,
     })

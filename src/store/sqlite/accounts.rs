@@ -4,39 +4,15 @@
 //! on the writer connection, so they are ordered with every batch.
 
 use async_trait::async_trait;
-use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{change_from_row, sqlite_error, uuid_at, SqliteStore};
-use crate::domain::{
-    SessionChange, SessionCursor, SessionId, SessionOrigin, SessionSummary, UserId,
+use super::rows::{summary_from_row, user_from_row};
+use super::{change_from_row, sqlite_error, SqliteStore};
+use crate::domain::{SessionChange, SessionCursor, SessionSummary, UserId};
+use crate::store::sql::{
+    DELETE_USER, ENTOMB_SESSIONS, LIST_SESSIONS, REVOKE_ALL_OF_USER, SET_PASSWORD, USER_BY_ID,
 };
 use crate::store::{AccountStore, StoreError, UserRecord};
-
-const USER_BY_ID: &str = "SELECT id, int_id, password_hash, legacy_id, legacy_tokens_closed, \
-     email FROM users WHERE id = ?1";
-/// Newest first; `?3` (created_at_ms) and `?4` (id) are where the previous
-/// page ended, or NULL.
-const LIST_SESSIONS: &str = "SELECT id, created_at_ms, issued_at_ms, generation, \
-     expires_at_ms, client_address, user_agent FROM sessions \
-     WHERE user_id = ?1 AND revoked_at_ms IS NULL AND expires_at_ms > ?2 \
-       AND (?3 IS NULL OR (created_at_ms, id) < (?3, ?4)) \
-     ORDER BY created_at_ms DESC, id DESC LIMIT ?5";
-const SET_PASSWORD: &str =
-    "UPDATE users SET password_hash = ?2, legacy_tokens_closed = 1 WHERE id = ?1";
-const REVOKE_ALL_OF_USER: &str = "UPDATE sessions \
-     SET revoked_at_ms = ?2, updated_at_ms = max(updated_at_ms, ?2) \
-     WHERE user_id = ?1 AND revoked_at_ms IS NULL \
-     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
-/// Every session of the user loses its origin; the live ones are revoked.
-/// The rows stay as tombstones until pruned.
-const ENTOMB_SESSIONS: &str = "UPDATE sessions \
-     SET revoked_at_ms = COALESCE(revoked_at_ms, ?2), \
-       updated_at_ms = CASE WHEN revoked_at_ms IS NULL \
-         THEN max(updated_at_ms, ?2) ELSE updated_at_ms END, \
-       client_address = NULL, user_agent = NULL \
-     WHERE user_id = ?1 \
-     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
-const DELETE_USER: &str = "DELETE FROM users WHERE id = ?1";
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -83,12 +59,12 @@ impl AccountStore for SqliteStore {
         self.with_conn(&self.writer, "change_password", move |conn| {
             let mut work = || -> rusqlite::Result<Option<Vec<SessionChange>>> {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                if tx.execute(SET_PASSWORD, params![user, hash])? == 0 {
+                if tx.execute(SET_PASSWORD, params![hash, user])? == 0 {
                     return Ok(None);
                 }
                 let changes = tx
                     .prepare(REVOKE_ALL_OF_USER)?
-                    .query_map(params![user, now_ms], change_from_row)?
+                    .query_map(params![now_ms, user], change_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 tx.commit()?;
                 Ok(Some(changes))
@@ -98,18 +74,18 @@ impl AccountStore for SqliteStore {
         .await
     }
 
-    async fn delete_user(
+    async fn delete_account(
         &self,
         user: UserId,
         now_ms: i64,
     ) -> Result<Option<Vec<SessionChange>>, StoreError> {
         let user = user.0.to_string();
-        self.with_conn(&self.writer, "delete_user", move |conn| {
+        self.with_conn(&self.writer, "delete_account", move |conn| {
             let mut work = || -> rusqlite::Result<Option<Vec<SessionChange>>> {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let changes = tx
                     .prepare(ENTOMB_SESSIONS)?
-                    .query_map(params![user, now_ms], change_from_row)?
+                    .query_map(params![now_ms, user], change_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 if tx.execute(DELETE_USER, [&user])? == 0 {
                     return Ok(None);
@@ -117,34 +93,8 @@ impl AccountStore for SqliteStore {
                 tx.commit()?;
                 Ok(Some(changes))
             };
-            work().map_err(|e| sqlite_error("delete_user", e))
+            work().map_err(|e| sqlite_error("delete_account", e))
         })
         .await
     }
-}
-
-/// A row `(id, int_id, password_hash, legacy_id, legacy_tokens_closed, email)`.
-fn user_from_row(row: &Row<'_>) -> rusqlite::Result<UserRecord> {
-    Ok(UserRecord {
-        id: UserId(uuid_at(row, 0)?),
-        int_id: row.get(1)?,
-        password_hash: row.get(2)?,
-        legacy_id: row.get(3)?,
-        legacy_tokens_closed: row.get(4)?,
-        email: row.get(5)?,
-    })
-}
-
-fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<SessionSummary> {
-    Ok(SessionSummary {
-        id: SessionId(uuid_at(row, 0)?),
-        created_at_ms: row.get(1)?,
-        issued_at_ms: row.get(2)?,
-        generation: row.get(3)?,
-        expires_at_ms: row.get(4)?,
-        origin: SessionOrigin {
-            client_address: row.get(5)?,
-            user_agent: row.get(6)?,
-        },
-    })
 }
