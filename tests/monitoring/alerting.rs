@@ -11,6 +11,7 @@ use authd::actors::ActorKind;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::exposition::one_app_at_a_time;
 use crate::support::{free_port, spawn_app, wait_for, Backend};
 use crate::tools::{binary, config_dir};
 
@@ -139,6 +140,7 @@ async fn a_failed_actor_fires_the_restart_alert() {
     let Some(binary) = binary("prometheus") else {
         return;
     };
+    let _turn = one_app_at_a_time().await;
     let app = spawn_app(Backend::Sqlite, &[]).await.expect("SQLite app");
     let prometheus = Prometheus::start(&binary, app.address.trim_start_matches("http://")).await;
 

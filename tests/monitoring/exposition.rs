@@ -5,7 +5,17 @@ use std::collections::BTreeMap;
 
 use reqwest::Method;
 
+use tokio::sync::{Mutex, MutexGuard};
+
 use crate::support::{email, TestApp};
+
+/// A turn to run authd in this process, held for the whole test: the
+/// metrics recorder is global, so two apps at once would mix their gauges
+/// and failures.
+pub async fn one_app_at_a_time() -> MutexGuard<'static, ()> {
+    static TURN: Mutex<()> = Mutex::const_new(());
+    TURN.lock().await
+}
 
 /// Drives each kind of request the dashboard and the rules watch: sign-up
 /// and sign-in (password hashing, a session batch), a failed sign-in,
@@ -34,6 +44,14 @@ pub async fn scrape(app: &TestApp) -> String {
         .unwrap_or_default();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     reply.body.as_str().expect("metrics are text").to_owned()
+}
+
+/// The value of the sample `series` (name and labels exactly as rendered,
+/// e.g. `a_total{x="y"}`) in `text`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
 }
 
 /// The families the exposition declares (`# TYPE <name> <kind>`), by name.

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use authd::telemetry::metrics::FAMILIES;
 
-use crate::exposition::{exercise, families, scrape};
+use crate::exposition::{exercise, families, one_app_at_a_time, scrape};
 use crate::support::{spawn_app, Backend};
 use crate::tools::binary;
 
@@ -17,6 +17,7 @@ async fn metrics_pass_promtool(backend: Backend) {
     let Some(promtool) = binary("promtool") else {
         return;
     };
+    let _turn = one_app_at_a_time().await;
     let Some(app) = spawn_app(backend, &[]).await else {
         return;
     };

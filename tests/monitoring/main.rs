@@ -5,8 +5,9 @@
 //! fires the restart alert when an actor fails.
 //!
 //! A test binary of its own: the metrics recorder is global to a process,
-//! and only here does no other test make actors fail, so the alert test
-//! sees its own failure and nobody else's.
+//! so the tests here that start authd take turns
+//! ([`exposition::one_app_at_a_time`]) and each reads its own app's gauges
+//! and failures; the alert test sees its own failure and nobody else's.
 //!
 //! Prometheus' binaries (`promtool`, `prometheus`: Debian's `prometheus`
 //! package) missing make these tests print `SKIPPED (...)` and pass, unless
@@ -22,4 +23,5 @@ mod lint;
 mod promql;
 mod queries;
 mod rules;
+mod supervision;
 mod tools;

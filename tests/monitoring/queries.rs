@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use yaml_rust2::YamlLoader;
 
-use crate::exposition::{exercise, families, is_exported, scrape};
+use crate::exposition::{exercise, families, is_exported, one_app_at_a_time, scrape};
 use crate::promql::{label_values_selector, metric_names};
 use crate::support::{spawn_app, Backend};
 use crate::tools::config_dir;
@@ -115,6 +115,7 @@ fn the_dashboard_and_the_rules_have_queries_naming_metrics() {
 /// PostgreSQL: the pool and change-feed families exist only there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_queried_metric_is_exported() {
+    let _turn = one_app_at_a_time().await;
     let Some(app) = spawn_app(Backend::Postgres, &[]).await else {
         return;
     };
