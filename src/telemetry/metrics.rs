@@ -76,7 +76,7 @@ pub const FAMILIES: &[Family] = &[
     family(HTTP_REQUESTS, Kind::Counter, Unit::Count,
         "HTTP requests answered, by route and status code (\"other\" for codes without a label of their own)."),
     family(HTTP_DURATION, Kind::Histogram, Unit::Seconds,
-        "Seconds from a request's routing to its answer, by route."),
+        "Seconds from a request's headers being read to its answer, by route."),
     family(ACTOR_RESTARTS, Kind::Counter, Unit::Count,
         "Failures of a supervised actor, by actor; each is followed by a restart unless the supervisor gives up."),
     family(SUPERVISOR_RESTARTS_LEFT, Kind::Gauge, Unit::Count,
