@@ -8,7 +8,8 @@
 //! restarted again: the supervisor logs `event = "supervisor_gave_up"` at
 //! ERROR and stops, and the process exits non-zero rather than limping on.
 //! While a child is down its [`ChildSlot`] is empty, so requests for it get
-//! 503 at once.
+//! 503 at once. How many failures each child has left before that point is
+//! published as `authd_supervisor_restarts_left`, for alerting before it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +23,7 @@ use super::db_health::{DbHealthActor, HealthDeps, HealthHandle, HealthMsg};
 use super::token::{TokenActor, TokenDeps, TokenHandle, TokenMsg};
 use super::user::{UserActor, UserDeps, UserHandle, UserMsg};
 use super::ChildSlot;
+use crate::telemetry::metrics as m;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ActorKind {
@@ -116,6 +118,9 @@ pub(crate) struct SupervisorArgs {
 pub(crate) enum SupervisorMsg {
     /// Start (again) the child of this kind.
     Start(ActorKind),
+    /// A failure of this kind has left the restart window: publish the
+    /// budget it gives back.
+    Forget(ActorKind),
 }
 
 pub(crate) struct Supervisor;
@@ -148,6 +153,9 @@ impl Actor for Supervisor {
         // Token first: the other two only talk to it.
         for kind in [ActorKind::Token, ActorKind::User, ActorKind::DbHealth] {
             state.start(kind, myself.get_cell()).await?;
+            // From zero, so that the first failure is an increase.
+            metrics::counter!(m::ACTOR_RESTARTS, "actor" => kind.name()).increment(0);
+            state.publish_restarts_left(kind);
         }
         Ok(state)
     }
@@ -171,6 +179,10 @@ impl Actor for Supervisor {
                         "supervisor restarted a child actor"
                     );
                 }
+            }
+            SupervisorMsg::Forget(kind) => {
+                state.recent_failures(kind);
+                state.publish_restarts_left(kind);
             }
         }
         Ok(())
@@ -237,27 +249,42 @@ impl SupervisorState {
         }
     }
 
-    /// Records a failure and schedules the restart, or gives up.
-    fn failed(&mut self, kind: ActorKind, reason: &str, myself: &ActorRef<SupervisorMsg>) {
+    /// The failures of `kind` within the restart window, after dropping
+    /// older ones.
+    fn recent_failures(&mut self, kind: ActorKind) -> &mut VecDeque<Instant> {
         let now = Instant::now();
         let window = self.args.restart_window;
         let recent = self.failures.entry(kind).or_default();
-        recent.push_back(now);
         while recent
             .front()
             .is_some_and(|t| now.duration_since(*t) > window)
         {
             recent.pop_front();
         }
+        recent
+    }
+
+    /// Publishes how many more failures of `kind` the window allows.
+    fn publish_restarts_left(&self, kind: ActorKind) {
+        let in_window = self.failures.get(&kind).map_or(0, VecDeque::len);
+        let left = self.args.restart_limit.saturating_sub(in_window);
+        metrics::gauge!(m::SUPERVISOR_RESTARTS_LEFT, "actor" => kind.name()).set(left as f64);
+    }
+
+    /// Records a failure and schedules the restart, or gives up.
+    fn failed(&mut self, kind: ActorKind, reason: &str, myself: &ActorRef<SupervisorMsg>) {
+        let window = self.args.restart_window;
+        let recent = self.recent_failures(kind);
+        recent.push_back(Instant::now());
         let in_window = recent.len();
+        self.publish_restarts_left(kind);
         let restart_count = self
             .args
             .restarts
             .counter(kind)
             .fetch_add(1, Ordering::Relaxed)
             + 1;
-        metrics::counter!(crate::telemetry::metrics::ACTOR_RESTARTS, "actor" => kind.name())
-            .increment(1);
+        metrics::counter!(m::ACTOR_RESTARTS, "actor" => kind.name()).increment(1);
         if in_window > self.args.restart_limit {
             tracing::error!(
                 event = "supervisor_gave_up",
@@ -270,6 +297,10 @@ impl SupervisorState {
             myself.stop(Some(format!("{kind} failed {in_window} times")));
             return;
         }
+        // Just past the window, so that this failure is out of it by then.
+        myself.send_after(window + Duration::from_millis(1), move || {
+            SupervisorMsg::Forget(kind)
+        });
         let delay = backoff(in_window);
         tracing::warn!(
             event = "actor_failed",
