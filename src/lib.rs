@@ -21,6 +21,7 @@ mod keys;
 mod secret;
 mod sessions;
 pub mod settings;
+pub mod settings_report;
 pub mod startup;
 mod store;
 pub mod telemetry;
