@@ -1,8 +1,7 @@
 //! The effective settings as an operator reads them, every secret masked
-//! (a [`Secret`](crate::secret::Secret) serializes as `***`): the TOML
-//! listing `authd check-config` prints, and the fields of the start-up log
-//! line, which name the settings that matter and those that differ from
-//! the defaults.
+//! (a `Secret` serializes as `***`): the TOML listing `authd check-config`
+//! prints, and the fields of the start-up log line, which name the
+//! settings that matter and those that differ from the defaults.
 
 use std::collections::HashMap;
 
