@@ -181,16 +181,16 @@ def table(all_results, args, extra):
 
 
 def write_between(marker, text, path):
-    """Replaces what lies between `<!-- marker:start -->` and
-    `<!-- marker:end -->` in the file at `path`; False when a marker is
-    missing (the file is then left as it is)."""
+    """Replaces what lies between the lines `<!-- marker:start -->` and
+    `<!-- marker:end -->` (each a line of its own, so prose quoting them is
+    left alone) in the file at `path`; False when one is missing (the file
+    is then left as it is)."""
     content = open(path).read()
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    if start not in content or end not in content:
+    pattern = re.compile(rf"^(<!-- {marker}:start -->\n).*?^(<!-- {marker}:end -->)$", re.M | re.S)
+    if not pattern.search(content):
         return False
-    before, rest = content.split(start, 1)
-    _, after = rest.split(end, 1)
-    open(path, "w").write(before + start + "\n" + text + "\n" + end + after)
+    content = pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), content, count=1)
+    open(path, "w").write(content)
     return True
 
 
