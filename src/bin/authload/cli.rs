@@ -88,12 +88,17 @@ pub struct Args {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
+    /// `GET /health`: the HTTP ceiling.
     Health,
+    /// `POST /signup` with a fresh e-mail each time (argon2-bound).
     Signup,
+    /// `POST /signin` of the connection's user (argon2-bound).
     Signin,
+    /// `POST /refresh` along the connection's own token chain.
     Refresh,
     /// Revoke sessions made in setup (`--pool`), one per request.
     Revoke,
+    /// `GET /authorize` with the connection's Bearer token.
     Authorize,
     /// Per connection: sign in, 20 x (refresh, then 5 authorizes), revoke; looping.
     Mixed,
