@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Benchmark authd with its own load generator (`authload`) and print, or
-write into README.md, the results and the Sizing figures.
+write to `.ci/RESULTS.md` and README.md, the results and the sizing figures.
 
     python3 .ci/bench.py [--runs 3] [--duration 10] [--connections 64] [--connections-high 256]
-                         [--stores postgres,sqlite] [--write-readme] [--smoke]
+                         [--stores postgres,sqlite] [--write] [--smoke]
     python3 .ci/bench.py --soak [--soak-minutes 3] [--stores postgres,sqlite]
 
 For each store it starts a fresh release server (PostgreSQL: a new database
@@ -20,9 +20,11 @@ measure the delay from an acknowledged revoke at one to the first 401 at
 the other, under background load. Resident memory is read after all of it
 and set against 64 MiB plus the session cache (`authd cache-footprint`).
 
-`--write-readme` rewrites the README between `<!-- bench:start -->` and
-`<!-- bench:end -->` (the table) and between `<!-- sizing:start -->` and
-`<!-- sizing:end -->` (the Sizing figures, PostgreSQL).
+`--write` (also spelt `--write-readme`) writes the full results into
+`.ci/RESULTS.md` between `<!-- bench:start -->` and `<!-- bench:end -->`,
+the sizing figures (PostgreSQL) between `<!-- sizing:start -->` and
+`<!-- sizing:end -->`, and the headline figures into README.md between its
+`<!-- bench:start -->` and `<!-- bench:end -->`.
 
 Figures are only comparable within one run on one machine: the load
 generator shares the CPU with the server. `--smoke` runs every scenario
@@ -44,7 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib.dbcost import Meter  # noqa: E402
 from benchlib.proc import AUTHD, ROOT, Server, authload, cache_footprint, finish, psql  # noqa: E402
 from benchlib.propagation import propagation  # noqa: E402
-from benchlib.report import table, write_between  # noqa: E402
+from benchlib.report import headline, table, write_between  # noqa: E402
 from benchlib.sizing import section  # noqa: E402
 from benchlib.soak import soak  # noqa: E402
 from benchlib.stores import bench_store, revoke_vs_refresh  # noqa: E402
@@ -131,7 +133,7 @@ def loadavg():
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=None, help="runs per figure (median); default 3 "
-                   "with --write-readme, else 1")
+                   "with --write, else 1")
     p.add_argument("--duration", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--connections", type=int, default=64)
@@ -139,7 +141,8 @@ def main():
     p.add_argument("--stores", default="postgres,sqlite")
     p.add_argument("--seen-pool", type=int, default=3000,
                    help="sessions the revoke-seen probes make in setup, per run")
-    p.add_argument("--write-readme", action="store_true")
+    p.add_argument("--write", "--write-readme", dest="write_readme", action="store_true",
+                   help="write the results to .ci/RESULTS.md and the headline figures to README.md")
     p.add_argument("--smoke", action="store_true")
     p.add_argument("--no-build", action="store_true")
     p.add_argument("--no-startup", action="store_true", help="skip the 1M-session start-up figure")
@@ -149,7 +152,7 @@ def main():
     p.add_argument("--redo-revoke", action="store_true",
                    help="with --from-json: measure revoke alone again (each store), save, render")
     p.add_argument("--from-json", metavar="FILE",
-                   help="render (and with --write-readme write) a saved run instead of measuring")
+                   help="render (and with --write write) a saved run instead of measuring")
     args = p.parse_args()
     if args.runs is None:
         args.runs = 3 if args.write_readme else 1
@@ -192,6 +195,10 @@ def main():
     render(results, extra, args)
 
 
+RESULTS = os.path.join(ROOT, ".ci", "RESULTS.md")
+README = os.path.join(ROOT, "README.md")
+
+
 def render(results, extra, args):
     text = table(results, args, extra)
     print(text)
@@ -200,11 +207,14 @@ def render(results, extra, args):
         print()
         print(sizing)
     if args.write_readme:
-        ok = write_between("bench", text, ROOT)
+        written = [(RESULTS, "bench", text), (README, "bench", headline(results, args, extra))]
         if sizing:
-            ok &= write_between("sizing", sizing, ROOT)
-        print("README.md updated" if ok else "README.md lacks a marker; not (fully) written",
-              file=sys.stderr)
+            written.append((RESULTS, "sizing", sizing))
+        for path, marker, body in written:
+            ok = write_between(marker, body, path)
+            name = os.path.relpath(path, ROOT)
+            print(f"{name}: {marker} figures written" if ok else
+                  f"{name} lacks the <!-- {marker}:start/end --> markers; not written", file=sys.stderr)
 
 
 if __name__ == "__main__":

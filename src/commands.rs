@@ -7,13 +7,9 @@ use crate::settings::Settings;
 
 type Outcome = Result<(), String>;
 
-/// Prints the effective configuration with secrets masked.
+/// Prints the effective configuration as TOML, secrets masked.
 pub fn check_config(settings: &Settings) -> Outcome {
-    println!("{:#?}", settings.masked());
-    match settings.database() {
-        Ok(db) => println!("store: {db:?}"),
-        Err(e) => println!("store: {e}"),
-    }
+    print!("{}", crate::settings_report::toml_listing(settings)?);
     Ok(())
 }
 

@@ -104,12 +104,7 @@ fn run_async<T>(work: impl Future<Output = Result<T, String>>) -> Result<T, Stri
 fn serve(settings: Settings) -> ExitCode {
     authd::telemetry::init(settings.log_format, &settings.log_level);
     let served = run_async(async {
-        tracing::info!(
-            event = "starting",
-            version = env!("CARGO_PKG_VERSION"),
-            settings = ?settings.masked(),
-            "authd starting"
-        );
+        authd::settings_report::log_starting(&settings);
         let app = Application::build(settings).await.map_err(|e| {
             tracing::error!(event = "startup_failed", error = %e, "authd could not start");
             e.to_string()

@@ -1,9 +1,9 @@
 //! [`Secret`]: a setting that must never reach a log or a terminal. Its
 //! `Debug` and `Display` print `***` (or `""` when unset, so an operator can
-//! still see that it is missing); the value is read only through
-//! [`Secret::expose`], which names every place that does.
+//! still see that it is missing), and it serializes the same way; the value
+//! is read only through [`Secret::expose`], which names every place that does.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize, Serializer};
 
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -45,6 +45,12 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(if self.0.is_empty() { "" } else { "***" })
+    }
+}
+
 impl std::fmt::Display for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self, f)
@@ -62,5 +68,7 @@ mod tests {
         assert_eq!(format!("{secret}"), "***");
         assert_eq!(format!("{:?}", Secret::default()), "\"\"");
         assert_eq!(secret.expose(), "hunter2");
+        assert_eq!(serde_json::to_string(&secret).unwrap(), "\"***\"");
+        assert_eq!(serde_json::to_string(&Secret::default()).unwrap(), "\"\"");
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
@@ -33,8 +33,9 @@ pub enum SettingsError {
     Invalid(String),
 }
 
-/// Every setting, flat, as in `config/default.toml`.
-#[derive(Debug, Clone, Deserialize)]
+/// Every setting, flat, as in `config/default.toml`. It serializes with
+/// every secret masked (see `settings_report`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct Settings {
     pub bind: SocketAddr,
     pub max_body_bytes: usize,
@@ -162,7 +163,7 @@ fn unknown_variables(vars: &HashMap<String, String>, names: &[String]) -> Vec<St
     unknown
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum JwtAlgorithm {
     #[serde(rename = "HS256", alias = "hs256")]
     Hs256,
@@ -170,7 +171,7 @@ pub enum JwtAlgorithm {
     EdDsa,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Human,
@@ -402,13 +403,6 @@ impl Settings {
     pub fn signin_failure_floor(&self) -> Duration {
         Duration::from_millis(self.signin_failure_floor_ms)
     }
-
-    /// What `authd check-config` prints and the start-up log line shows.
-    /// Every secret is a [`Secret`], whose `Debug` prints `***`, so this is
-    /// a plain copy: forgetting to call it leaks nothing.
-    pub fn masked(&self) -> Settings {
-        self.clone()
-    }
 }
 
 #[cfg(test)]
@@ -510,9 +504,9 @@ mod tests {
             }
             other => panic!("expected postgres, got {other:?}"),
         }
-        assert!(!format!("{:?}", s.masked()).contains("\"pw\""));
+        assert!(!format!("{s:?}").contains("\"pw\""));
         let s = load(&[("DATABASE_URL", "postgres://u:hunter2@db:5433/x")]).unwrap();
-        assert!(!format!("{:?}", s.masked()).contains("hunter2"));
+        assert!(!format!("{s:?}").contains("hunter2"));
         let s = load(&[("POSTGRES_DB", "x"), ("DATABASE_URL", "sqlite:///tmp/a.db")]).unwrap();
         assert!(matches!(s.database().unwrap(), Database::Sqlite { .. }));
     }

@@ -136,7 +136,7 @@ def authload_cmd(urls, scenario, connections, duration, warmup, extra=()):
     for url in urls:
         cmd += ["--url", url]
     cmd += ["--scenario", scenario, "--connections", str(connections),
-            "--duration", f"{duration}s", "--warmup", f"{warmup}s", "--json", "--quiet"]
+            "--duration", f"{round(duration * 1000)}ms", "--warmup", f"{round(warmup * 1000)}ms", "--json", "--quiet"]
     return cmd + list(extra)
 
 

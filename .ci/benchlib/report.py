@@ -1,8 +1,9 @@
-"""The README's benchmark text (between `<!-- bench:start -->` and
-`<!-- bench:end -->`): the machine and how loaded it was, a table per
+"""The benchmark's text. In `.ci/RESULTS.md`, between `<!-- bench:start -->`
+and `<!-- bench:end -->`: the machine and how loaded it was, a table per
 scenario (medians of the runs), the mixed loop per operation, the ratios
-of the issue's goals, revocation across instances and resident memory
-against its budget (64 MiB plus the session cache)."""
+of the performance goals, revocation across instances and resident memory
+against its budget (64 MiB plus the session cache). In README.md, between
+the same markers: the headline figures of that run ([`headline`])."""
 
 import os
 import platform
@@ -12,14 +13,17 @@ import time
 BUDGET_MIB = 64
 
 
-def machine(args, load):
-    cpu = "unknown CPU"
+def cpu_model():
     try:
         with open("/proc/cpuinfo") as f:
             m = re.search(r"model name\s*:\s*(.*)", f.read())
-            cpu = m.group(1) if m else cpu
+            return m.group(1) if m else "unknown CPU"
     except OSError:
-        pass
+        return "unknown CPU"
+
+
+def machine(args, load):
+    cpu = cpu_model()
     return (f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} vCPUs ({cpu}), "
             f"{platform.system()} {platform.release()}; server, PostgreSQL and load generator on "
             f"the same machine, **shared with other builds** (load average {load[0]:.2f} before, "
@@ -176,16 +180,60 @@ def table(all_results, args, extra):
     return "\n".join(lines)
 
 
-def write_between(marker, text, root):
-    path = os.path.join(root, "README.md")
-    readme = open(path).read()
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    if start not in readme or end not in readme:
+def write_between(marker, text, path):
+    """Replaces what lies between the lines `<!-- marker:start -->` and
+    `<!-- marker:end -->` (each a line of its own, so prose quoting them is
+    left alone) in the file at `path`; False when one is missing (the file
+    is then left as it is)."""
+    content = open(path).read()
+    pattern = re.compile(rf"^(<!-- {marker}:start -->\n).*?^(<!-- {marker}:end -->)$", re.M | re.S)
+    if not pattern.search(content):
         return False
-    before, rest = readme.split(start, 1)
-    _, after = rest.split(end, 1)
-    open(path, "w").write(before + start + "\n" + text + "\n" + end + after)
+    content = pattern.sub(lambda m: m.group(1) + text + "\n" + m.group(2), content, count=1)
+    open(path, "w").write(content)
     return True
+
+
+def headline(all_results, args, extra):
+    """The README's short table: the figures a reader compares first, from
+    the same run as the full results, which it links."""
+    stores = [s for s in ("postgres", "sqlite") if s in all_results]
+    names = {"postgres": "PostgreSQL", "sqlite": "SQLite"}
+    low, high = args.connections, args.connections_high
+    lines = [f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} shared vCPUs ({cpu_model()}) with "
+             f"authd, PostgreSQL and the load generator on the same machine; medians of "
+             f"{args.runs} runs of {args.duration} s, closed loop, {low} connections unless said, "
+             f"fsync on. Every figure, the method and the profiles: "
+             f"[.ci/RESULTS.md](.ci/RESULTS.md).", ""]
+    lines.append("| figure | " + " | ".join(names[s] for s in stores) + " |")
+    lines.append("| --- |" + " --- |" * len(stores))
+
+    def row(name, fn):
+        lines.append(f"| {name} | " + " | ".join(fn(all_results[s]) for s in stores) + " |")
+
+    def rate(r):
+        return f"{r['rps']:,.0f} req/s, p99 {r['p99_ms']:.1f} ms"
+
+    row("health (the HTTP ceiling)", lambda r: f"{r['health']['rps']:,.0f} req/s")
+    row("authorize", lambda r: rate(r["authorize"]))
+    row("refresh", lambda r: rate(r["refresh"]))
+    row(f"refresh, {high} connections", lambda r: rate(r[f"refresh_{high}"]))
+    row("revoke", lambda r: rate(r["revoke_pair"]["revoke"]))
+    row("sign-in (one argon2id hash)",
+        lambda r: f"{r['signin']['rps']:,.0f} req/s ({r['hash']['hash_ms']:.1f} ms, "
+                  f"{r['hash']['hash_threads']:.0f} hashing thread)")
+    row("refresh p99 during a sign-in storm",
+        lambda r: f"{r['refresh_storm']['p99_ms']:.1f} ms "
+                  f"({r['refresh_storm']['p99_ms'] / max(r['refresh']['p99_ms'], 1e-9):.1f}× without)")
+    seen = extra.get("propagation")
+    if seen:
+        lines.append("| a revocation seen by another instance, p99 | " + " | ".join(
+            f"{seen['p99_ms']:.1f} ms" if s == "postgres" else "—" for s in stores) + " |")
+    row("resident memory idle / after the bench",
+        lambda r: f"{r['idle_rss_mib']:.1f} / {r['final_rss_mib']:.1f} MiB")
+    per = extra["cache"]["bytes_per_session"]
+    row("session cache per million live sessions", lambda r: f"{per * 1e6 / 2 ** 20:.0f} MiB")
+    return "\n".join(lines)
 
 
 def goals(all_results, args, extra):

@@ -1,5 +1,5 @@
-"""The README's Sizing section (between `<!-- sizing:start -->` and
-`<!-- sizing:end -->`), in the form of Keycloak's sizing guide: per vCPU of
+"""The sizing figures of `.ci/RESULTS.md` (between `<!-- sizing:start -->`
+and `<!-- sizing:end -->`), in the form of Keycloak's sizing guide: per vCPU of
 this machine, the database's cost per 1,000 refreshes/s, memory per
 million live sessions, and an example fleet. Every figure is computed from
 the PostgreSQL results of the same bench run; measured figures and

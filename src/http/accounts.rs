@@ -52,22 +52,18 @@ fn invalid(field: &'static str, reason: &'static str) -> ApiError {
     ApiError::InvalidField(InvalidField { field, reason })
 }
 
-/// `?limit=` and `?cursor=`: unknown parameters are ignored, repeated
-/// ones refused.
-fn page_query(query: Option<&str>) -> Result<(usize, Option<&str>), ApiError> {
+/// `?limit=` and `?cursor=`, percent-decoded (form_urlencoded): unknown
+/// parameters are ignored, repeated ones refused.
+fn page_query(query: Option<&str>) -> Result<(usize, Option<String>), ApiError> {
     let (mut limit, mut cursor) = (None, None);
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match name {
-            "limit" => &mut limit,
-            "cursor" => &mut cursor,
+    for (name, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        let (slot, field) = match name.as_ref() {
+            "limit" => (&mut limit, "limit"),
+            "cursor" => (&mut cursor, "cursor"),
             _ => continue,
         };
-        if slot.replace(value).is_some() {
-            return Err(invalid(
-                if name == "limit" { "limit" } else { "cursor" },
-                "must be given at most once",
-            ));
+        if slot.replace(value.into_owned()).is_some() {
+            return Err(invalid(field, "must be given at most once"));
         }
     }
     let limit = match limit {
@@ -174,7 +170,7 @@ pub(crate) async fn list_sessions(
     let after = match cursor {
         None => None,
         Some(text) => Some(
-            SessionCursor::decode(text)
+            SessionCursor::decode(&text)
                 .ok_or_else(|| invalid("cursor", "is not a valid cursor"))?,
         ),
     };

@@ -19,3 +19,4 @@ mod observability;
 mod probes;
 mod proxies;
 mod shutdown;
+mod startup_log;

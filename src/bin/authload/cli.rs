@@ -1,5 +1,5 @@
 //! The command line of `authload`: its flags, the scenarios it knows and
-//! the small value parsers (durations) behind them.
+//! the duration parser behind them (humantime's, plus plain seconds).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,7 +29,7 @@ pub struct Args {
     /// the most requests in flight at once).
     #[arg(long, short = 'c', default_value_t = 16)]
     pub connections: usize,
-    /// Measured window: "10s", "500ms", "2m", or plain seconds.
+    /// Measured window: "10s", "500ms", "2m", "1m 30s", or plain seconds.
     #[arg(long, short = 'd', default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Load applied before the measured window and not counted.
@@ -88,12 +88,17 @@ pub struct Args {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
+    /// `GET /health`: the HTTP ceiling.
     Health,
+    /// `POST /signup` with a fresh e-mail each time (argon2-bound).
     Signup,
+    /// `POST /signin` of the connection's user (argon2-bound).
     Signin,
+    /// `POST /refresh` along the connection's own token chain.
     Refresh,
     /// Revoke sessions made in setup (`--pool`), one per request.
     Revoke,
+    /// `GET /authorize` with the connection's Bearer token.
     Authorize,
     /// Per connection: sign in, 20 x (refresh, then 5 authorizes), revoke; looping.
     Mixed,
@@ -132,32 +137,15 @@ impl Scenario {
     }
 }
 
-/// Parses "10s", "250ms", "2m", "1.5s", "3" (seconds).
+/// Parses a duration as humantime writes it ("10s", "250ms", "1m 30s",
+/// "2h") or a plain number of seconds ("3", "0.5").
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let (number, unit) = match raw.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
-        Some(i) => raw.split_at(i),
-        None => (raw, "s"),
-    };
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("invalid duration {raw:?}"))?;
-    let seconds = match unit.trim() {
-        "us" | "µs" => value / 1_000_000.0,
-        "ms" => value / 1000.0,
-        "s" | "" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown duration unit {other:?} (use us, ms, s, m or h)"
-            ))
-        }
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("invalid duration {raw:?}"));
+    if let Ok(seconds) = raw.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("invalid duration {raw:?}"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    humantime::parse_duration(raw).map_err(|e| format!("invalid duration {raw:?}: {e}"))
 }
 
 #[cfg(test)]
@@ -170,9 +158,11 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
         assert!(parse_duration("x").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
     }
 }

@@ -1,96 +1,98 @@
-//! A log-linear latency histogram of microseconds (HDR-like, fixed range):
-//! exact below 128 µs, then 64 buckets per power of two, so a quantile is
-//! off by under 1.6% (reported as its bucket's upper bound).
+//! Latency histograms of microseconds, on [`hdrhistogram`]: the run's
+//! figures keep three significant digits (a quantile within 0.1%), the
+//! per-second histograms of the timeline two (1%), since a run keeps one
+//! per second and operation. Each is allocated at its first value, so the
+//! many that stay empty (an operation a connection never sends) cost
+//! nothing.
 
-/// Significant bits kept per value: values below 2^SUB_BITS are exact, above
-/// that each power of two is split into 2^(SUB_BITS-1) buckets.
-const SUB_BITS: u32 = 7;
-const HALF: u64 = 1 << (SUB_BITS - 1);
-/// Largest value tracked exactly enough (about 19 hours in µs); larger ones clamp.
-const MAX_VALUE: u64 = (1 << 36) - 1;
-#[cfg(test)]
-const BUCKETS: usize = bucket_of(MAX_VALUE) + 1;
+use hdrhistogram::Histogram as Hdr;
 
-const fn bucket_of(value: u64) -> usize {
-    let v = if value > MAX_VALUE { MAX_VALUE } else { value };
-    if v < (1 << SUB_BITS) {
-        return v as usize;
-    }
-    let msb = 63 - v.leading_zeros();
-    let shift = msb + 1 - SUB_BITS;
-    ((shift as u64 + 1) * HALF + ((v >> shift) - HALF)) as usize
-}
+/// Latencies above an hour (in µs) are counted as an hour: no histogram
+/// grows past that range.
+const MAX_MICROS: u64 = 3_600_000_000;
 
-/// The largest value that falls in bucket `index`.
-fn bucket_high(index: usize) -> u64 {
-    let index = index as u64;
-    if index < (1 << SUB_BITS) {
-        return index;
-    }
-    let shift = index / HALF - 1;
-    let offset = index % HALF;
-    ((HALF + offset) << shift) + (1 << shift) - 1
-}
-
-/// Counts grow only up to the highest bucket used, so the many per-second
-/// histograms of a long run stay small (a few KiB for millisecond latencies).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Histogram {
-    counts: Vec<u64>,
-    pub total: u64,
-    sum: u64,
-    pub max: u64,
+    sigfig: u8,
+    hdr: Option<Hdr<u64>>,
+    /// The largest value recorded, exactly (the histogram rounds it).
+    max: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::precise()
+    }
 }
 
 impl Histogram {
-    pub fn record(&mut self, micros: u64) {
-        let bucket = bucket_of(micros);
-        if self.counts.len() <= bucket {
-            self.counts.resize(bucket + 1, 0);
+    /// Three significant digits: for the run's, the targets' and the
+    /// operations' figures.
+    pub fn precise() -> Self {
+        Histogram {
+            sigfig: 3,
+            hdr: None,
+            max: 0,
         }
-        self.counts[bucket] += 1;
-        self.total += 1;
-        self.sum = self.sum.saturating_add(micros);
+    }
+
+    /// Two significant digits: for the timeline's per-second histograms.
+    pub fn coarse() -> Self {
+        Histogram {
+            sigfig: 2,
+            ..Histogram::precise()
+        }
+    }
+
+    fn hdr(&mut self) -> &mut Hdr<u64> {
+        let sigfig = self.sigfig;
+        // `Hdr::new` refuses only more than 5 significant digits.
+        self.hdr
+            .get_or_insert_with(|| Hdr::new(sigfig).expect("2 or 3 significant digits"))
+    }
+
+    pub fn record(&mut self, micros: u64) {
+        let micros = micros.min(MAX_MICROS);
+        let hdr = self.hdr();
+        // `record` grows the histogram to the value; it fails only where
+        // growing cannot, and then the value counts as the largest kept.
+        if hdr.record(micros).is_err() {
+            hdr.saturating_record(micros);
+        }
         self.max = self.max.max(micros);
     }
 
     pub fn merge(&mut self, other: &Histogram) {
-        if other.total == 0 {
+        let Some(theirs) = other.hdr.as_ref().filter(|h| !h.is_empty()) else {
             return;
-        }
-        if self.counts.len() < other.counts.len() {
-            self.counts.resize(other.counts.len(), 0);
-        }
-        for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
-            *mine += theirs;
-        }
-        self.total += other.total;
-        self.sum = self.sum.saturating_add(other.sum);
+        };
+        // Adding refuses only when this histogram may not grow to the
+        // other's range; both auto-resize and stay under MAX_MICROS.
+        let _ = self.hdr().add(theirs);
         self.max = self.max.max(other.max);
+    }
+
+    /// How many values were recorded.
+    pub fn total(&self) -> u64 {
+        self.hdr.as_ref().map_or(0, Hdr::len)
+    }
+
+    /// The largest value recorded, in µs; 0 when empty.
+    pub fn max(&self) -> u64 {
+        self.max
     }
 
     /// The value at quantile `q` (0..=1), in µs; 0 when empty.
     pub fn quantile(&self, q: f64) -> u64 {
-        if self.total == 0 {
-            return 0;
+        match &self.hdr {
+            Some(h) if !h.is_empty() => h.value_at_quantile(q).min(self.max),
+            _ => 0,
         }
-        let rank = ((q * self.total as f64).ceil() as u64).clamp(1, self.total);
-        let mut seen = 0;
-        for (index, &count) in self.counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                return bucket_high(index).min(self.max);
-            }
-        }
-        self.max
     }
 
+    /// The mean, in µs; 0 when empty.
     pub fn mean(&self) -> f64 {
-        if self.total == 0 {
-            0.0
-        } else {
-            self.sum as f64 / self.total as f64
-        }
+        self.hdr.as_ref().map_or(0.0, Hdr::mean)
     }
 }
 
@@ -99,44 +101,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_are_contiguous_and_bounded() {
-        let mut previous = 0;
-        for v in 0..200_000u64 {
-            let b = bucket_of(v);
-            assert!(b == previous || b == previous + 1, "gap at {v}");
-            assert!(bucket_high(b) >= v);
-            // Relative error stays under 1/64.
-            assert!((bucket_high(b) - v) as f64 <= v as f64 / 64.0 + 1.0);
-            previous = b;
-        }
-        assert_eq!(bucket_of(MAX_VALUE), BUCKETS - 1);
-        assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
-        assert_eq!(bucket_high(BUCKETS - 1), MAX_VALUE);
-    }
-
-    #[test]
-    fn quantiles() {
+    fn quantiles_within_a_tenth_of_a_percent() {
         let mut h = Histogram::default();
-        for v in 1..=1000 {
+        for v in 1..=100_000 {
             h.record(v);
         }
-        assert_eq!(h.quantile(0.5), 500u64.max(bucket_high(bucket_of(500))));
-        let p99 = h.quantile(0.99);
-        assert!((990..=1000).contains(&p99), "{p99}");
-        assert_eq!(h.quantile(1.0), 1000);
-        assert_eq!(Histogram::default().quantile(0.5), 0);
+        for (q, exact) in [(0.5, 50_000.0), (0.99, 99_000.0), (0.999, 99_900.0)] {
+            let got = h.quantile(q) as f64;
+            assert!((got - exact).abs() <= exact * 0.001, "q{q}: {got}");
+        }
+        assert_eq!(h.quantile(1.0), 100_000);
+        assert_eq!(h.max(), 100_000);
+        assert_eq!(h.total(), 100_000);
+        assert!((h.mean() - 50_000.5).abs() < 50.0, "{}", h.mean());
     }
 
     #[test]
-    fn merging_grown_histograms() {
-        let mut small = Histogram::default();
+    fn empty_histograms_answer_zero() {
+        let h = Histogram::coarse();
+        assert_eq!((h.total(), h.max(), h.quantile(0.5)), (0, 0, 0));
+        assert_eq!(h.mean(), 0.0);
+    }
+
+    #[test]
+    fn merging_histograms_of_other_ranges_and_precisions() {
+        let mut small = Histogram::coarse();
         small.record(10);
-        let mut big = Histogram::default();
+        let mut big = Histogram::precise();
         big.record(1_000_000);
+        big.record(u64::MAX);
         small.merge(&big);
-        assert_eq!(small.total, 2);
-        assert_eq!(small.max, 1_000_000);
-        assert_eq!(small.quantile(0.5), 10);
-        assert!(small.quantile(1.0) >= 990_000);
+        small.merge(&Histogram::default());
+        assert_eq!(small.total(), 3);
+        assert_eq!(small.max(), MAX_MICROS);
+        assert_eq!(small.quantile(0.1), 10);
+        let median = small.quantile(0.5);
+        assert!((990_000..=1_010_000).contains(&median), "{median}");
     }
 }

@@ -117,8 +117,7 @@ async fn run_and_report(args: &Args) -> Result<ExitCode, String> {
         println!("{}", summary::json(&result, &verdicts));
     }
     if let (Some(path), Some(format)) = (&args.out, out_format) {
-        std::fs::write(path, series::render(&result, format))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        series::write(path, &result, format)?;
     }
     if let Some(path) = &args.report {
         std::fs::write(path, html::render(&result, &verdicts))

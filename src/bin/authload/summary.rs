@@ -46,7 +46,7 @@ pub fn text(run: &RunResult, verdicts: &[Verdict]) -> String {
         ms(latency.quantile(0.50)),
         ms(latency.quantile(0.99)),
         ms(latency.quantile(0.999)),
-        ms(latency.max),
+        ms(latency.max()),
         latency.mean() / 1000.0,
         if p.rate.is_some() {
             " (from intended send times)"
@@ -216,7 +216,7 @@ pub fn json(run: &RunResult, verdicts: &[Verdict]) -> String {
                 "rps": t.stats.requests() as f64 / secs,
                 "p50_ms": ms(latency.quantile(0.50)),
                 "p99_ms": ms(latency.quantile(0.99)),
-                "max_ms": ms(latency.max),
+                "max_ms": ms(latency.max()),
                 "errors": errors_map(&t.stats),
             })
         })
@@ -233,7 +233,7 @@ pub fn json(run: &RunResult, verdicts: &[Verdict]) -> String {
         "p50_ms": ms(latency.quantile(0.50)),
         "p99_ms": ms(latency.quantile(0.99)),
         "p999_ms": ms(latency.quantile(0.999)),
-        "max_ms": ms(latency.max),
+        "max_ms": ms(latency.max()),
         "mean_ms": latency.mean() / 1000.0,
         "errors": errors_map(s),
         "reconnects": s.reconnects,

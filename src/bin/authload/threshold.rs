@@ -130,7 +130,7 @@ impl Threshold {
         };
         let (actual, unit) = match self.metric {
             Metric::Quantile(q) => (ms(latency.quantile(q)), " ms"),
-            Metric::Max => (ms(latency.max), " ms"),
+            Metric::Max => (ms(latency.max()), " ms"),
             Metric::Mean => (latency.mean() / 1000.0, " ms"),
             Metric::Rps => (requests as f64 / run.seconds(), " req/s"),
             Metric::Requests => (requests as f64, ""),

@@ -12,11 +12,21 @@ use std::sync::{Mutex, PoisonError};
 use crate::histogram::Histogram;
 use crate::ops::{ErrKind, Op, OP_COUNT};
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SecondOp {
     pub latency: Histogram,
     pub ok: u64,
     pub errors: BTreeMap<ErrKind, u64>,
+}
+
+impl Default for SecondOp {
+    fn default() -> Self {
+        SecondOp {
+            latency: Histogram::coarse(),
+            ok: 0,
+            errors: BTreeMap::new(),
+        }
+    }
 }
 
 impl SecondOp {
@@ -110,6 +120,6 @@ mod tests {
         let two = t.second(2);
         assert_eq!(two.requests(), 2);
         assert_eq!(two.errors.get(&ErrKind::Status(401)), Some(&1));
-        assert_eq!(two.latency.max, 900);
+        assert_eq!(two.latency.max(), 900);
     }
 }
