@@ -174,10 +174,10 @@ struct Aliases;
 
 impl Modify for Aliases {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for row in ROUTES {
-            let Some((method, path)) = &row.alias else {
-                continue;
-            };
+        for (row, (method, path)) in ROUTES
+            .iter()
+            .flat_map(|row| row.aliases.iter().map(move |alias| (row, alias)))
+        {
             let Some(mut operation) = openapi
                 .paths
                 .paths

@@ -95,8 +95,8 @@ pub(crate) struct Route {
     /// A literal path, or one with `{name}` segments that match any one
     /// segment (the handler reads it).
     pub path: &'static str,
-    /// The old service's method and path for the same handler.
-    pub alias: Option<(Method, &'static str)>,
+    /// The old service's methods and paths for the same handler.
+    pub aliases: &'static [(Method, &'static str)],
     /// A short, fixed label for logs and metrics.
     pub label: &'static str,
     pub exposure: Exposure,
@@ -116,7 +116,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::POST,
         path: "/refresh",
-        alias: Some((Method::PUT, "/auth/refresh")),
+        aliases: &[(Method::PUT, "/auth/refresh")],
         label: "refresh",
         exposure: Exposure::Public,
         handler: handler!(tokens::refresh),
@@ -124,7 +124,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::GET,
         path: "/authorize",
-        alias: None,
+        aliases: &[],
         label: "authorize",
         exposure: Exposure::Public,
         handler: handler!(tokens::authorize),
@@ -132,7 +132,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::GET,
         path: "/auth/authorize-token",
-        alias: None,
+        aliases: &[],
         label: "authorize_token",
         exposure: Exposure::Public,
         handler: handler!(tokens::authorize_token),
@@ -140,7 +140,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::POST,
         path: "/signin",
-        alias: Some((Method::POST, "/auth/signin")),
+        aliases: &[(Method::POST, "/auth/signin")],
         label: "signin",
         exposure: Exposure::Public,
         handler: handler!(credentials::sign_in),
@@ -148,7 +148,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::POST,
         path: "/signup",
-        alias: Some((Method::POST, "/auth/signup")),
+        aliases: &[(Method::POST, "/auth/signup")],
         label: "signup",
         exposure: Exposure::Public,
         handler: handler!(credentials::sign_up),
@@ -156,7 +156,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::POST,
         path: "/revoke",
-        alias: Some((Method::DELETE, "/auth/revoke")),
+        aliases: &[(Method::DELETE, "/auth/revoke")],
         label: "revoke",
         exposure: Exposure::Public,
         handler: handler!(tokens::revoke),
@@ -164,7 +164,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::GET,
         path: "/sessions",
-        alias: None,
+        aliases: &[],
         label: "sessions",
         exposure: Exposure::Public,
         handler: handler!(accounts::list_sessions),
@@ -173,7 +173,7 @@ pub(crate) static ROUTES: &[Route] = &[
         method: Method::DELETE,
         // Any id: a malformed one is the handler's 404, like an unknown one.
         path: "/sessions/{id}",
-        alias: None,
+        aliases: &[],
         label: "session_delete",
         exposure: Exposure::Public,
         handler: handler!(accounts::delete_session),
@@ -181,7 +181,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::POST,
         path: "/password",
-        alias: None,
+        aliases: &[],
         label: "password",
         exposure: Exposure::Public,
         handler: handler!(accounts::change_password),
@@ -189,7 +189,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::DELETE,
         path: "/account",
-        alias: None,
+        aliases: &[],
         label: "account",
         exposure: Exposure::Public,
         handler: handler!(accounts::delete_account),
@@ -197,7 +197,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::GET,
         path: "/health",
-        alias: Some((Method::GET, "/auth/health")),
+        aliases: &[(Method::GET, "/auth/health")],
         label: "health",
         exposure: Exposure::Everywhere,
         handler: handler!(operations::health),
@@ -205,7 +205,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::GET,
         path: "/health/live",
-        alias: None,
+        aliases: &[],
         label: "health_live",
         exposure: Exposure::Everywhere,
         handler: handler!(probes::live),
@@ -213,7 +213,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::GET,
         path: "/health/ready",
-        alias: None,
+        aliases: &[],
         label: "health_ready",
         exposure: Exposure::Everywhere,
         handler: handler!(probes::ready),
@@ -221,7 +221,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::GET,
         path: "/.well-known/jwks.json",
-        alias: None,
+        aliases: &[],
         label: "jwks",
         exposure: Exposure::Public,
         handler: handler!(operations::jwks),
@@ -229,7 +229,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::GET,
         path: "/metrics",
-        alias: None,
+        aliases: &[],
         label: "metrics",
         exposure: Exposure::Metrics,
         handler: handler!(operations::metrics),
@@ -237,7 +237,7 @@ pub(crate) static ROUTES: &[Route] = &[
     Route {
         method: Method::GET,
         path: "/openapi.json",
-        alias: None,
+        aliases: &[],
         label: "openapi",
         exposure: Exposure::Public,
         handler: handler!(operations::openapi),
@@ -254,7 +254,7 @@ pub(crate) fn route(
 ) -> Result<&'static Route, ApiError> {
     let mut allow = Allow::default();
     for row in ROUTES.iter().filter(|row| surface.serves(row.exposure)) {
-        let aliases = row.alias.as_ref().map(|(m, p)| (m, *p));
+        let aliases = row.aliases.iter().map(|(m, p)| (m, *p));
         for (row_method, pattern) in std::iter::once((&row.method, row.path)).chain(aliases) {
             if path_matches(pattern, path) {
                 if row_method == method {

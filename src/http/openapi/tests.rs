@@ -17,7 +17,7 @@ fn table() -> BTreeSet<(String, String)> {
     ROUTES
         .iter()
         .flat_map(|row| {
-            std::iter::once((&row.method, row.path)).chain(row.alias.as_ref().map(|(m, p)| (m, *p)))
+            std::iter::once((&row.method, row.path)).chain(row.aliases.iter().map(|(m, p)| (m, *p)))
         })
         .map(|(method, path)| (method.as_str().to_ascii_lowercase(), path.to_owned()))
         .collect()
