@@ -399,8 +399,8 @@ impl Drop for Cluster {
     }
 }
 
-/// One answer of the load: when, and its status.
-type Event = (Instant, u16);
+/// One answer of the load: when it came, its status, how long it took.
+type Event = (Instant, u16, Duration);
 
 /// A session's last acknowledged token, and whether it was revoked.
 struct Tracked {
@@ -443,9 +443,12 @@ async fn worker(
         }
         n += 1;
         let api = &apps[n % 2];
-        let op = pending
-            .take()
-            .unwrap_or(if n % 8 == 0 { Op::Revoke } else { Op::Refresh });
+        let op = pending.take().unwrap_or(if n.is_multiple_of(8) {
+            Op::Revoke
+        } else {
+            Op::Refresh
+        });
+        let sent = Instant::now();
         let reply = match op {
             Op::Refresh => api.refresh(&token).await,
             Op::Revoke => api.revoke(&token).await,
@@ -454,7 +457,7 @@ async fn worker(
         events
             .lock()
             .expect("events")
-            .push((Instant::now(), reply.status));
+            .push((Instant::now(), reply.status, sent.elapsed()));
         match (op, reply.status) {
             (_, 503) => pending = Some(op),
             (Op::Refresh, 200) => token = reply.token(200),
@@ -485,6 +488,9 @@ struct Figures {
     window: Duration,
     /// From the fault to a refresh acknowledged by both instances.
     recovered: Duration,
+    /// The slowest answer after the fault, and the slowest 503.
+    slowest: Duration,
+    slowest_503: Duration,
 }
 
 /// Runs the load across `fault`, waits for service on both instances, keeps
@@ -548,9 +554,17 @@ async fn across(
     let events = events.lock().expect("events").clone();
     let failures: Vec<Instant> = events
         .iter()
-        .filter(|(_, status)| *status == 503)
-        .map(|(when, _)| *when)
+        .filter(|(_, status, _)| *status == 503)
+        .map(|(when, _, _)| *when)
         .collect();
+    let slowest = |only_503: bool| {
+        events
+            .iter()
+            .filter(|(when, status, _)| *when >= at && (!only_503 || *status == 503))
+            .map(|(_, _, took)| *took)
+            .max()
+            .unwrap_or_default()
+    };
     assert!(
         failures.iter().all(|when| *when >= at),
         "{name}: 503 before the fault"
@@ -590,6 +604,8 @@ async fn across(
         failed: failures.len(),
         window,
         recovered,
+        slowest: slowest(false),
+        slowest_503: slowest(true),
     }
 }
 
@@ -612,11 +628,13 @@ fn report(name: &str, figures: &Figures) {
     let _ = writeln!(
         std::io::stderr(),
         "HA {name}: {} of {} requests answered 503; last 503 {:.1} s after the fault; \
-         both instances served again after {:.1} s",
+         both instances served again after {:.1} s; slowest answer {} ms, slowest 503 {} ms",
         figures.failed,
         figures.requests,
         figures.window.as_secs_f64(),
         figures.recovered.as_secs_f64(),
+        figures.slowest.as_millis(),
+        figures.slowest_503.as_millis(),
     );
 }
 
