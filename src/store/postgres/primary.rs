@@ -97,6 +97,23 @@ impl Primary {
         Err(NoPrimary { attempts })
     }
 
+    /// [`connect`](Self::connect) with each attempt bounded by `limit`,
+    /// attempting again (from the host after the one that hung) after a
+    /// timeout, at most once per host; `None` when every attempt timed
+    /// out. For start-up, where one hung host must not stop authd.
+    pub(super) async fn connect_within(
+        &self,
+        template: &tokio_postgres::Config,
+        limit: Duration,
+    ) -> Option<Result<Connected, NoPrimary>> {
+        for _ in 0..self.hosts.len().max(1) {
+            if let Ok(result) = tokio::time::timeout(limit, self.connect(template)).await {
+                return Some(result);
+            }
+        }
+        None
+    }
+
     /// Records `index` as the primary, logging when it moved.
     fn found(&self, index: usize) {
         let before = self.last.swap(index, Ordering::Relaxed);

@@ -131,9 +131,9 @@ pub(super) async fn ensure_database(
     const CONTEXT: &str = "connecting to the maintenance database";
     let mut maintenance = config.clone();
     maintenance.dbname(MAINTENANCE_DB);
-    let client = match tokio::time::timeout(timeout, primary.connect(&maintenance)).await {
-        Err(_) => return Err(Failure::Elapsed(timeout).into_store_error(CONTEXT)),
-        Ok(Err(none)) => {
+    let client = match primary.connect_within(&maintenance, timeout).await {
+        None => return Err(Failure::Elapsed(timeout).into_store_error(CONTEXT)),
+        Some(Err(none)) => {
             let error = none.into_store_error(CONTEXT);
             if error.is_unavailable() {
                 return Err(error);
@@ -141,7 +141,7 @@ pub(super) async fn ensure_database(
             tracing::warn!(%error, "cannot check whether the database exists; assuming it does");
             return Ok(());
         }
-        Ok(Ok((client, connection))) => {
+        Some(Ok((client, connection))) => {
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "maintenance connection ended");

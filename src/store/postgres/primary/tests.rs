@@ -173,3 +173,40 @@ async fn no_primary_among_the_hosts_is_unavailable_naming_each_host() {
     );
     drop_database(&name).await;
 }
+
+#[tokio::test]
+async fn a_host_that_accepts_but_never_answers_is_passed_over() {
+    // Accepts TCP connections and never says a word, like a stopped
+    // server whose kernel still completes handshakes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hung = listener.local_addr().expect("address").port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            open.push(socket);
+        }
+    });
+    let name = fresh_name();
+    let t = target(&name, vec![host(hung), host(5432)]);
+    let limit = Duration::from_secs(1);
+    // Start-up tries again past the hung host, within its limit per try.
+    let store = PostgresStore::connect(&t, 2, limit, false)
+        .await
+        .expect("starts with the first host hung");
+    assert_eq!(store.primary.current(), &host(5432));
+    a_session(&store).await;
+    drop(store);
+    // A cancelled attempt moves the next one's start past the hung host.
+    let primary = Primary::new(t.hosts.clone(), limit);
+    let mut config = super::super::setup::client_config(&t);
+    config.dbname(MAINTENANCE_DB);
+    primary.found(0);
+    let first = tokio::time::timeout(limit, primary.connect(&config)).await;
+    assert!(first.is_err(), "the hung host holds the first attempt");
+    let second = tokio::time::timeout(limit, primary.connect(&config)).await;
+    assert!(matches!(second, Ok(Ok(_))), "the second starts past it");
+    held.abort();
+    drop_database(&name).await;
+}
