@@ -203,7 +203,7 @@ impl PostgresStore {
         tracing::info!(
             store = "postgres",
             target = ?target,
-            primary = %store.primary.current(),
+            primary = %store.primary.current().map(ToString::to_string).unwrap_or_default(),
             pool_size,
             "store ready"
         );

@@ -126,9 +126,10 @@ impl Primary {
         }
     }
 
-    /// The first connection's host, for the start-up log.
-    pub(super) fn current(&self) -> &PgHost {
-        &self.hosts[self.last.load(Ordering::Relaxed) % self.hosts.len().max(1)]
+    /// The host found primary last (for the start-up log).
+    pub(super) fn current(&self) -> Option<&PgHost> {
+        self.hosts
+            .get(self.last.load(Ordering::Relaxed) % self.hosts.len().max(1))
     }
 }
 
