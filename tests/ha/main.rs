@@ -2,12 +2,15 @@
 //! under Patroni (the shipped `config/patroni/node{1,2}.yml`, rendered with
 //! this test's ports and a temporary directory; synchronous replication),
 //! two authd binaries on the multi-host URL, refresh and revoke load from a
-//! few tasks, and three faults in turn:
+//! few tasks, and four faults in turn:
 //!
 //! 1. kill -9 of the primary's postmaster (Patroni fails over to the
 //!    synchronous standby; the old primary comes back as a standby);
 //! 2. `patronictl switchover --force` (back to the first node);
-//! 3. etcd down (Patroni keeps the primary; authd keeps serving).
+//! 3. etcd down (Patroni keeps the primary; authd keeps serving);
+//! 4. the primary's machine lost: Patroni and PostgreSQL killed together
+//!    (the standby takes over once the leader key expires; the node, back,
+//!    rejoins as the standby).
 //!
 //! During a switch authd may answer 503, never anything else; it serves
 //! again within [`RECOVERY_LIMIT`]; every acknowledged rotation and
@@ -284,7 +287,7 @@ fn report(name: &str, figures: &Figures) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn authd_follows_the_primary_through_failover_switchover_and_etcd_loss() {
+async fn authd_follows_the_primary_through_failover_switchover_etcd_and_node_loss() {
     let Some(tools) = tools() else {
         return;
     };
@@ -356,4 +359,16 @@ async fn authd_follows_the_primary_through_failover_switchover_and_etcd_loss() {
     );
     revocations_cross(&apps).await;
     cluster.start_etcd().await;
+    cluster.wait_role(1, "sync", CLUSTER_LIMIT).await;
+
+    // 4. node1's machine lost: node2 takes over once node1's leader key
+    // expires (ttl 10 s), with nobody left to release it.
+    let lose = async { cluster.lose_node(0) };
+    let lost = across(&cluster, &apps, "node lost", lose, Duration::from_secs(2)).await;
+    report("the primary's machine lost", &lost);
+    assert!(cluster.has_role(1, "primary").await, "node2 was promoted");
+    revocations_cross(&apps).await;
+    // Back, it rejoins as the synchronous standby.
+    cluster.restart_node(0);
+    cluster.wait_role(0, "sync", CLUSTER_LIMIT).await;
 }

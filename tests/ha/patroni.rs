@@ -118,6 +118,9 @@ impl Proc {
 
     /// SIGTERM, up to `limit` to exit, then SIGKILL.
     fn stop(&mut self, limit: Duration) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
         self.signal(libc::SIGTERM);
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
@@ -276,6 +279,22 @@ impl Cluster {
              ?target_session_attrs=read-write",
             self.nodes[1].pg_port, self.nodes[0].pg_port
         )
+    }
+
+    /// The machine of node `index` lost: SIGKILL to its Patroni, then to
+    /// its postmaster, so nothing restarts it or hands its role over.
+    pub fn lose_node(&self, index: usize) {
+        if let Some(patroni) = &self.nodes[index].patroni {
+            // A killed process runs no more code: it cannot restart
+            // PostgreSQL after this (it is reaped when dropped).
+            patroni.signal(libc::SIGKILL);
+        }
+        self.kill_postmaster(index);
+    }
+
+    /// Starts node `index`'s Patroni again (after [`Self::lose_node`]).
+    pub fn restart_node(&mut self, index: usize) {
+        self.start_node(index);
     }
 
     /// SIGKILL to node `index`'s postmaster (read from its pid file).
