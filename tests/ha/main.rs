@@ -183,7 +183,6 @@ async fn across(
     fault.await;
     // Service is back when a fresh session refreshes on both instances.
     let (_, mut probe) = first_session(&apps[0], RECOVERY_LIMIT, name).await;
-
     for api in apps {
         probe = loop {
             let reply = api.refresh(&probe).await;
