@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
+mod postgres;
+
+pub use postgres::{parse_host_list, PgHost, PostgresTarget};
+
 const DEFAULTS: &str = include_str!("../config/default.toml");
 
 /// A configured HS256 secret shorter than this is refused.
@@ -185,25 +189,6 @@ pub enum Database {
     Postgres(PostgresTarget),
 }
 
-#[derive(Clone, PartialEq, Eq)]
-pub struct PostgresTarget {
-    pub host: String,
-    pub port: u16,
-    pub user: String,
-    pub password: Secret,
-    pub dbname: String,
-}
-
-impl std::fmt::Debug for PostgresTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "postgres://{}:***@{}:{}/{}",
-            self.user, self.host, self.port, self.dbname
-        )
-    }
-}
-
 impl Settings {
     /// Loads the settings from the built-in defaults, `file` (if any) and the
     /// process environment.
@@ -340,24 +325,13 @@ impl Settings {
             return Ok(Database::Sqlite { path: path.into() });
         }
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let cfg: tokio_postgres::Config = url
-                .parse()
-                .map_err(|e| SettingsError::Invalid(format!("database_url: {e}")))?;
-            let host = match cfg.get_hosts().first() {
-                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-                _ => self.postgres_host.clone(),
-            };
-            return Ok(Database::Postgres(PostgresTarget {
-                host,
-                port: cfg.get_ports().first().copied().unwrap_or(5432),
-                user: cfg.get_user().unwrap_or("postgres").to_owned(),
-                password: Secret::new(
-                    cfg.get_password()
-                        .map(|p| String::from_utf8_lossy(p).into_owned())
-                        .unwrap_or_default(),
-                ),
-                dbname: cfg.get_dbname().unwrap_or("authd").to_owned(),
-            }));
+            let mut target = PostgresTarget::from_url(url)
+                .map_err(|problem| SettingsError::Invalid(format!("database_url: {problem}")))?;
+            if target.hosts.is_empty() {
+                target.hosts = parse_host_list(&self.postgres_host, self.postgres_port)
+                    .map_err(SettingsError::Invalid)?;
+            }
+            return Ok(Database::Postgres(target));
         }
         if !url.is_empty() {
             return Err(SettingsError::Invalid(
@@ -366,8 +340,8 @@ impl Settings {
         }
         if !self.postgres_db.is_empty() {
             return Ok(Database::Postgres(PostgresTarget {
-                host: self.postgres_host.clone(),
-                port: self.postgres_port,
+                hosts: parse_host_list(&self.postgres_host, self.postgres_port)
+                    .map_err(SettingsError::Invalid)?,
                 user: self.postgres_user.clone(),
                 password: self.postgres_password.clone(),
                 dbname: self.postgres_db.clone(),
@@ -497,9 +471,13 @@ mod tests {
         match s.database().unwrap() {
             Database::Postgres(t) => {
                 assert_eq!(
-                    (t.host.as_str(), t.dbname.as_str()),
-                    ("localhost", "seeddb")
+                    t.hosts,
+                    [PgHost {
+                        host: "localhost".into(),
+                        port: 5432
+                    }]
                 );
+                assert_eq!(t.dbname, "seeddb");
                 assert_eq!(t.password.expose(), "pw");
             }
             other => panic!("expected postgres, got {other:?}"),
@@ -509,6 +487,47 @@ mod tests {
         assert!(!format!("{s:?}").contains("hunter2"));
         let s = load(&[("POSTGRES_DB", "x"), ("DATABASE_URL", "sqlite:///tmp/a.db")]).unwrap();
         assert!(matches!(s.database().unwrap(), Database::Sqlite { .. }));
+    }
+
+    #[test]
+    fn several_postgres_hosts() {
+        let s = load(&[
+            ("POSTGRES_DB", "authd"),
+            ("POSTGRES_HOST", "db1,db2:5433"),
+            ("POSTGRES_PORT", "5440"),
+        ])
+        .unwrap();
+        let Database::Postgres(t) = s.database().unwrap() else {
+            panic!("expected postgres");
+        };
+        let shown: Vec<String> = t.hosts.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["db1:5440", "db2:5433"]);
+        // A URL without a host takes POSTGRES_HOST's list.
+        let s = load(&[
+            ("DATABASE_URL", "postgres://u@/x"),
+            ("POSTGRES_HOST", "a,b"),
+        ])
+        .unwrap();
+        let Database::Postgres(t) = s.database().unwrap() else {
+            panic!("expected postgres");
+        };
+        assert_eq!(
+            format!("{t:?}"),
+            "postgres://u:***@a:5432,b:5432/x?target_session_attrs=read-write"
+        );
+        // A malformed list stops the start, naming the problem only.
+        let error = load(&[("DATABASE_URL", "postgres://u:hunter2@a:5432,,c/x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("database_url: host 2 of 3 is empty"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
+        let error = load(&[("POSTGRES_DB", "x"), ("POSTGRES_HOST", "a,b:x")])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("postgres_host: host 2 of 2 (b)"), "{error}");
     }
 
     #[test]

@@ -76,6 +76,7 @@ enum FeedEnd {
 /// The change feed task: listens, and reconnects with backoff whenever the
 /// connection fails, until the receiver is dropped.
 pub(super) async fn run_feed(
+    primary: Arc<Primary>,
     config: tokio_postgres::Config,
     timeout: Duration,
     sender: mpsc::Sender<FeedEvent>,
@@ -83,7 +84,7 @@ pub(super) async fn run_feed(
     let mut backoff = FEED_BACKOFF_MIN;
     let mut failed_attempts: u32 = 0;
     loop {
-        match listen(&config, timeout, &sender).await {
+        match listen(&primary, &config, timeout, &sender).await {
             FeedEnd::ReceiverGone => {
                 tracing::debug!("change feed receiver dropped; feed stopped");
                 return;
@@ -134,16 +135,17 @@ pub(super) async fn run_feed(
 /// [`FeedEvent::Connected`], then forward notifications until something
 /// fails or the receiver goes away.
 async fn listen(
+    primary: &Primary,
     config: &tokio_postgres::Config,
     timeout: Duration,
     sender: &mpsc::Sender<FeedEvent>,
 ) -> FeedEnd {
     const CONTEXT: &str = "change feed";
-    let connect = tokio::time::timeout(timeout, config.connect(NoTls));
+    let connect = tokio::time::timeout(timeout, primary.connect(config));
     let (client, mut connection) = tokio::select! {
         connected = connect => match connected {
             Ok(Ok(pair)) => pair,
-            Ok(Err(e)) => return FeedEnd::ConnectFailed(Failure::Db(e).into_store_error(CONTEXT)),
+            Ok(Err(none)) => return FeedEnd::ConnectFailed(none.into_store_error(CONTEXT)),
             Err(_) => {
                 return FeedEnd::ConnectFailed(Failure::Elapsed(timeout).into_store_error(CONTEXT))
             }

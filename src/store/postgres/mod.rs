@@ -56,6 +56,7 @@
 //!   warning and reconnects with backoff until the receiver is dropped.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -63,13 +64,14 @@ use deadpool_postgres::{Object, Pool};
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 use tokio_postgres::tls::NoTlsStream;
-use tokio_postgres::{AsyncMessage, Connection, NoTls, Row, Socket};
+use tokio_postgres::{AsyncMessage, Connection, Row, Socket};
 use uuid::Uuid;
 
 mod accounts;
 mod errors;
 mod feed;
 mod legacy;
+mod primary;
 mod publisher;
 mod rows;
 mod setup;
@@ -81,11 +83,12 @@ type Work<'c, T> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<T, tokio_postgres::Error>> + Send + 'c>,
 >;
 
-use errors::{is_email_taken, Failure};
+use errors::{ends_connection, is_email_taken, Failure};
 #[cfg(test)]
 use feed::decode_changes;
 use feed::encode_changes;
 use feed::run_feed;
+use primary::Primary;
 use publisher::Publisher;
 use rows::{generation_at, session_from_row, user_from_row};
 use writes::{apply_plan, Plan};
@@ -146,8 +149,11 @@ pub(crate) struct PostgresStore {
     /// Whether the old FastAPI service's tables are read (they exist and
     /// `legacy_fastapi` is on).
     legacy: bool,
-    /// The pool's connection settings, for the change feed's own connection.
+    /// The pool's connection settings but the host, for the change feed's
+    /// own connection.
     config: tokio_postgres::Config,
+    /// Which host is primary; every connection is made through it.
+    primary: Arc<Primary>,
     /// Announces committed changes to the other instances.
     publisher: Publisher,
 }
@@ -161,15 +167,17 @@ impl PostgresStore {
         timeout: Duration,
         legacy_fastapi: bool,
     ) -> Result<Self, StoreError> {
-        let config = setup::client_config(target, timeout);
-        setup::ensure_database(&config, &target.dbname, timeout).await?;
-        let pool = setup::build_pool(config.clone(), pool_size, timeout)?;
-        let publisher = Publisher::spawn(&config, timeout);
+        let config = setup::client_config(target);
+        let primary = Primary::new(target.hosts.clone(), timeout);
+        setup::ensure_database(&config, &primary, &target.dbname, timeout).await?;
+        let pool = setup::build_pool(config.clone(), &primary, pool_size, timeout)?;
+        let publisher = Publisher::spawn(&config, &primary, timeout);
         let mut store = PostgresStore {
             pool,
             timeout,
             legacy: false,
             config,
+            primary,
             publisher,
         };
 
@@ -187,7 +195,13 @@ impl PostgresStore {
                 .await?;
         }
         setup::spawn_pool_gauges(&store.pool);
-        tracing::info!(store = "postgres", target = ?target, pool_size, "store ready");
+        tracing::info!(
+            store = "postgres",
+            target = ?target,
+            primary = %store.primary.current().map(ToString::to_string).unwrap_or_default(),
+            pool_size,
+            "store ready"
+        );
         Ok(store)
     }
 
@@ -228,8 +242,9 @@ impl PostgresStore {
         }
     }
 
-    /// Gives `client` back (or, after a timeout, throws it away) and unwraps
-    /// the result of the work done with it.
+    /// Gives `client` back (or, after a timeout or an error showing it is
+    /// no longer usable, throws it away) and unwraps the result of the work
+    /// done with it.
     fn settle<T>(
         &self,
         client: Object,
@@ -238,7 +253,15 @@ impl PostgresStore {
     ) -> Result<T, Failure> {
         match result {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(Failure::Db(e)),
+            Ok(Err(e)) => {
+                // A read-only error would otherwise repeat on this
+                // connection at every checkout: its server is no longer
+                // the primary, and the next connection finds the new one.
+                if ends_connection(&e) {
+                    drop(Object::take(client));
+                }
+                Err(Failure::Db(e))
+            }
             Err(_) => {
                 // Dropping the detached client aborts its connection task.
                 drop(Object::take(client));
@@ -395,7 +418,8 @@ impl Store for PostgresStore {
         let (sender, receiver) = mpsc::channel(FEED_CAPACITY);
         let mut config = self.config.clone();
         config.application_name(FEED_APPLICATION_NAME);
-        runtime.spawn(run_feed(config, self.timeout, sender));
+        let primary = Arc::clone(&self.primary);
+        runtime.spawn(run_feed(primary, config, self.timeout, sender));
         Some(receiver)
     }
 

@@ -42,8 +42,12 @@ pub(super) struct Publisher {
 }
 
 impl Publisher {
-    /// Starts the task; it connects on first use.
-    pub(super) fn spawn(config: &tokio_postgres::Config, timeout: Duration) -> Self {
+    /// Starts the task; it connects (to the primary) on first use.
+    pub(super) fn spawn(
+        config: &tokio_postgres::Config,
+        primary: &Arc<Primary>,
+        timeout: Duration,
+    ) -> Self {
         let mut config = config.clone();
         config
             .application_name(PUBLISHER_APPLICATION_NAME)
@@ -52,6 +56,7 @@ impl Publisher {
         #[cfg(feature = "test-hooks")]
         let dropping = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         tokio::spawn(run(
+            Arc::clone(primary),
             config,
             timeout,
             inbox,
@@ -92,6 +97,7 @@ fn lost(count: u64, why: &'static str) {
 }
 
 async fn run(
+    primary: Arc<Primary>,
     config: tokio_postgres::Config,
     timeout: Duration,
     mut inbox: mpsc::Receiver<Vec<SessionChange>>,
@@ -114,7 +120,7 @@ async fn run(
             continue;
         }
         if client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
-            client = match connect(&config, timeout).await {
+            client = match connect(&primary, &config, timeout).await {
                 Ok(c) => Some(c),
                 Err(error) => {
                     if !warned {
@@ -157,23 +163,29 @@ async fn run(
 /// The publisher's own connection (driven by a task of its own) and its
 /// prepared `NOTIFY` statement.
 async fn connect(
+    primary: &Primary,
     config: &tokio_postgres::Config,
     timeout: Duration,
 ) -> Result<(tokio_postgres::Client, tokio_postgres::Statement), StoreError> {
     const CONTEXT: &str = "publisher connection";
     let work = async {
-        let (client, connection) = config.connect(NoTls).await?;
+        let (client, connection) = primary
+            .connect(config)
+            .await
+            .map_err(|none| none.into_store_error(CONTEXT))?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "publisher connection ended");
             }
         });
-        let notify = client.prepare(NOTIFY_CHANGES).await?;
-        Ok::<_, tokio_postgres::Error>((client, notify))
+        let notify = client
+            .prepare(NOTIFY_CHANGES)
+            .await
+            .map_err(|e| Failure::Db(e).into_store_error(CONTEXT))?;
+        Ok((client, notify))
     };
     match tokio::time::timeout(timeout, work).await {
-        Ok(Ok(pair)) => Ok(pair),
-        Ok(Err(e)) => Err(Failure::Db(e).into_store_error(CONTEXT)),
+        Ok(result) => result,
         Err(_) => Err(Failure::Elapsed(timeout).into_store_error(CONTEXT)),
     }
 }

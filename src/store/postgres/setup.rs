@@ -1,16 +1,18 @@
 //! Setting the PostgreSQL backend up: the connection settings every
-//! connection shares, creating the target database when it is missing, the
-//! pool and its gauges. Migrations themselves are in
+//! connection shares (the host is chosen per connection, by
+//! [`super::primary`]), creating the target database when it is missing,
+//! the pool and its gauges. Migrations themselves are in
 //! [`crate::store::migrations`]; [`super::PostgresStore::connect`] runs them
 //! through the pool under their longer start-up limit.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 use super::errors::Failure;
+use super::primary::{PoolConnect, Primary};
 use super::SCHEMA;
 use crate::settings::PostgresTarget;
 use crate::store::StoreError;
@@ -25,13 +27,12 @@ pub(super) const SETUP_TIMEOUT_FLOOR: Duration = Duration::from_secs(60);
 /// How often the pool's gauges are published.
 const POOL_GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The settings of every connection to `target`: pooled ones and the
-/// change feed's own.
-pub(super) fn client_config(target: &PostgresTarget, timeout: Duration) -> tokio_postgres::Config {
+/// The settings of every connection to `target` (pooled ones, the change
+/// feed's, the publisher's), all but the host: [`Primary::connect`] adds
+/// the host that is primary.
+pub(super) fn client_config(target: &PostgresTarget) -> tokio_postgres::Config {
     let mut config = tokio_postgres::Config::new();
     config
-        .host(&target.host)
-        .port(target.port)
         .user(&target.user)
         .dbname(&target.dbname)
         .application_name("authd")
@@ -56,24 +57,29 @@ pub(super) fn client_config(target: &PostgresTarget, timeout: Duration) -> tokio
         .options(format!(
             "-c search_path={SCHEMA} -c plan_cache_mode=force_custom_plan \
              -c client_min_messages=warning"
-        ))
-        .connect_timeout(timeout);
+        ));
     if !target.password.is_empty() {
         config.password(target.password.expose());
     }
     config
 }
 
-/// A pool of at most `size` connections whose checkouts, connection
-/// attempts and recycling each give up after `timeout`.
+/// A pool of at most `size` connections to the primary whose checkouts,
+/// connection attempts and recycling each give up after `timeout`.
+///
+/// Recycling only checks that a connection is still open (no round trip
+/// per checkout): a connection to a primary that went away is closed by
+/// then, and one that failed in a way that shows its server no longer
+/// takes writes is thrown away by the store (`errors::ends_connection`).
 pub(super) fn build_pool(
     config: tokio_postgres::Config,
+    primary: &Arc<Primary>,
     size: usize,
     timeout: Duration,
 ) -> Result<Pool, StoreError> {
-    let manager = Manager::from_config(
+    let manager = Manager::from_connect(
         config,
-        NoTls,
+        PoolConnect(Arc::clone(primary)),
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -110,30 +116,32 @@ pub(super) fn spawn_pool_gauges(pool: &Pool) {
     });
 }
 
-/// Connects to the maintenance database and creates `dbname` if missing.
+/// Connects to the maintenance database on the primary and creates
+/// `dbname` if missing.
 ///
 /// A role that may not use the maintenance database can still run authd
 /// against an existing database, so failing to log in there only warns;
-/// an unreachable server is an error.
+/// no reachable primary is an error.
 pub(super) async fn ensure_database(
     config: &tokio_postgres::Config,
+    primary: &Primary,
     dbname: &str,
     timeout: Duration,
 ) -> Result<(), StoreError> {
     const CONTEXT: &str = "connecting to the maintenance database";
     let mut maintenance = config.clone();
     maintenance.dbname(MAINTENANCE_DB);
-    let client = match tokio::time::timeout(timeout, maintenance.connect(NoTls)).await {
-        Err(_) => return Err(Failure::Elapsed(timeout).into_store_error(CONTEXT)),
-        Ok(Err(e)) => {
-            let error = Failure::Db(e).into_store_error(CONTEXT);
+    let client = match primary.connect_within(&maintenance, timeout).await {
+        None => return Err(Failure::Elapsed(timeout).into_store_error(CONTEXT)),
+        Some(Err(none)) => {
+            let error = none.into_store_error(CONTEXT);
             if error.is_unavailable() {
                 return Err(error);
             }
             tracing::warn!(%error, "cannot check whether the database exists; assuming it does");
             return Ok(());
         }
-        Ok(Ok((client, connection))) => {
+        Some(Ok((client, connection))) => {
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
                     tracing::debug!(%error, "maintenance connection ended");

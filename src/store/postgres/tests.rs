@@ -7,11 +7,14 @@ use super::setup::{quote_ident, MAINTENANCE_DB};
 use super::*;
 use crate::domain::SessionOrigin;
 use crate::store::conformance::{self, change, new_user, Fixture};
+use tokio_postgres::NoTls;
 
 fn target(dbname: &str) -> PostgresTarget {
     PostgresTarget {
-        host: "127.0.0.1".into(),
-        port: 5432,
+        hosts: vec![crate::settings::PgHost {
+            host: "127.0.0.1".into(),
+            port: 5432,
+        }],
         user: "postgres".into(),
         password: Default::default(),
         dbname: dbname.into(),
@@ -141,7 +144,7 @@ async fn concurrent_rotations_produce_one_successor() {
 #[tokio::test]
 async fn unreachable_server_is_unavailable() {
     let mut t = target(&fresh_name());
-    t.port = 1; // nothing listens there
+    t.hosts[0].port = 1; // nothing listens there
     let started = std::time::Instant::now();
     let result = PostgresStore::connect(&t, 2, Duration::from_millis(500), true).await;
     assert!(
