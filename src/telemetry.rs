@@ -47,6 +47,10 @@ pub mod metrics {
     pub const HTTP_DURATION: &str = "authd_http_request_duration_seconds";
     pub const ACTOR_RESTARTS: &str = "authd_actor_restarts_total";
     pub const CACHE_SESSIONS: &str = "authd_token_cache_sessions";
+    pub const CACHE_CAPACITY: &str = "authd_token_cache_capacity";
+    pub const CACHE_HITS: &str = "authd_token_cache_hits_total";
+    pub const CACHE_MISSES: &str = "authd_token_cache_misses_total";
+    pub const CACHE_EVICTIONS: &str = "authd_token_cache_evictions_total";
     pub const BATCH_SIZE: &str = "authd_session_batch_size";
     pub const BATCH_DURATION: &str = "authd_session_batch_duration_seconds";
     pub const BATCH_FAILURES: &str = "authd_session_batch_failures_total";
@@ -58,6 +62,8 @@ pub mod metrics {
     pub const FEED_RECONNECTS: &str = "authd_change_feed_connects_total";
     pub const FEED_UNANNOUNCED: &str = "authd_change_feed_unannounced_total";
     pub const FEED_CATCH_UPS: &str = "authd_change_feed_catch_ups_total";
+    pub const FEED_RESYNCS: &str = "authd_change_feed_resyncs_total";
+    pub const FEED_CATCH_UP_DURATION: &str = "authd_change_feed_catch_up_duration_seconds";
     pub const RATE_LIMITED: &str = "authd_rate_limited_total";
     pub const RATE_LIMIT_TABLE_FULL: &str = "authd_rate_limit_table_full_total";
     pub const REUSE_DETECTED: &str = "authd_token_reuse_detected_total";

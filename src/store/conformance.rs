@@ -9,8 +9,8 @@
 //! backend, not here.
 
 use super::{
-    BatchOutcome, NewUser, SessionChange, SessionWrite, SigningKeyRecord, Store, StoreError,
-    WriteOutcome,
+    BatchOutcome, ChangeCursor, ChangeRead, NewUser, SessionChange, SessionWrite, SigningKeyRecord,
+    Store, StoreError, WriteOutcome,
 };
 use crate::domain::{Email, Session, SessionId, SessionOrigin, UserId};
 use WriteOutcome::{Applied, Conflict};
@@ -58,7 +58,8 @@ macro_rules! suite {
             users,
             sessions_and_batches,
             revoke_user_revokes_only_that_users_live_sessions,
-            changes_since_reads_changes_from_the_cut_off,
+            changes_after_reads_each_change_once_from_the_position,
+            a_pruned_change_log_asks_for_a_resync,
             signing_keys_round_trip_oldest_first,
             signing_secret_is_stored_once,
             sessions_are_listed_newest_first_by_page,
@@ -120,6 +121,18 @@ pub(crate) fn change(
 fn sorted(mut changes: Vec<SessionChange>) -> Vec<SessionChange> {
     changes.sort_by_key(|c| c.id.0);
     changes
+}
+
+/// The changes after `cursor` (sorted) and the next position; fails the
+/// test if the store asks for a resync.
+pub(crate) async fn changes_after(
+    store: &dyn Store,
+    cursor: &ChangeCursor,
+) -> (Vec<SessionChange>, ChangeCursor) {
+    match store.changes_after(cursor).await.expect("changes after") {
+        ChangeRead::Changes { changes, next } => (sorted(changes), next),
+        ChangeRead::Lost { why, .. } => panic!("unexpected resync: {why}"),
+    }
 }
 
 fn key(kid: &str, created_at_ms: i64) -> SigningKeyRecord {
@@ -363,6 +376,7 @@ pub(crate) async fn revoke_user_revokes_only_that_users_live_sessions(store: &dy
         .expect("revoke");
 
     let s4 = Session::start(alice.id, 0, 2_000, 60_000);
+    let before = store.change_cursor().await.expect("cursor");
     let done = store
         .write_sessions(&[
             SessionWrite::Rotate {
@@ -400,7 +414,7 @@ pub(crate) async fn revoke_user_revokes_only_that_users_live_sessions(store: &dy
     assert_eq!(done.outcomes, vec![Applied; 6]);
     // Not `s3`, which was already revoked; not `s4`'s creation.
     assert_eq!(
-        sorted(done.changes),
+        sorted(done.changes.clone()),
         sorted(vec![
             change(&s1, 1, 2_000, true),
             change(&s2, 1, 2_300, true),
@@ -418,11 +432,11 @@ pub(crate) async fn revoke_user_revokes_only_that_users_live_sessions(store: &dy
     }
     let t = store.load_session(t1.id).await.expect("load").expect("t1");
     assert!(!t.revoked);
-    // `s3` keeps its own revocation time.
-    let since = store.changes_since(1_500).await.expect("since");
-    assert!(since.contains(&change(&s3, 0, 1_000, true)));
-    let since = store.changes_since(2_000).await.expect("since");
-    assert!(!since.iter().any(|c| c.id == s3.id));
+    // The change log lists what the batch changed, and not `s3` again.
+    let (logged, _) = changes_after(store, &before).await;
+    assert_eq!(logged, sorted(done.changes.clone()));
+    let s3_now = store.load_session(s3.id).await.expect("load").expect("s3");
+    assert!(s3_now.revoked);
 
     // Nothing left to revoke: still applied, no changes.
     let done = store
@@ -437,16 +451,20 @@ pub(crate) async fn revoke_user_revokes_only_that_users_live_sessions(store: &dy
     assert!(done.changes.is_empty());
 }
 
-pub(crate) async fn changes_since_reads_changes_from_the_cut_off(store: &dyn Store) {
+/// A read returns the current state of each session changed since the
+/// position, once; creations are not changes; the next read starts after.
+pub(crate) async fn changes_after_reads_each_change_once_from_the_position(store: &dyn Store) {
     let user = new_user("dan@example.com");
     store.insert_user(&user).await.expect("insert");
     let [early, rotated, late, untouched] =
         std::array::from_fn(|_| Session::start(user.id, 0, 1_000, 60_000));
+    let start = store.change_cursor().await.expect("cursor");
     let creates: Vec<_> = [&early, &rotated, &late, &untouched]
         .into_iter()
         .map(|s| SessionWrite::Create(s.clone(), SessionOrigin::default()))
         .collect();
     store.write_sessions(&creates).await.expect("create");
+    assert_eq!(changes_after(store, &start).await.0, Vec::new());
     store
         .write_sessions(&[SessionWrite::Revoke {
             id: early.id,
@@ -454,6 +472,8 @@ pub(crate) async fn changes_since_reads_changes_from_the_cut_off(store: &dyn Sto
         }])
         .await
         .expect("early");
+    let (first, cursor) = changes_after(store, &start).await;
+    assert_eq!(first, vec![change(&early, 0, 1_000, true)]);
     store
         .write_sessions(&[
             SessionWrite::Rotate {
@@ -468,15 +488,65 @@ pub(crate) async fn changes_since_reads_changes_from_the_cut_off(store: &dyn Sto
         ])
         .await
         .expect("late");
+    // Rotated twice: read once, in its latest state.
+    store
+        .write_sessions(&[SessionWrite::Rotate {
+            id: rotated.id,
+            from_generation: 1,
+            issued_at_ms: 2_600,
+        }])
+        .await
+        .expect("again");
+    let (second, cursor) = changes_after(store, &cursor).await;
     assert_eq!(
-        sorted(store.changes_since(2_000).await.expect("since")),
+        second,
         sorted(vec![
-            change(&rotated, 1, 2_000, false),
+            change(&rotated, 2, 2_600, false),
             change(&late, 0, 1_000, true),
         ])
     );
-    assert_eq!(store.changes_since(2_501).await.expect("since"), Vec::new());
-    assert_eq!(store.changes_since(0).await.expect("since").len(), 4);
+    assert_eq!(changes_after(store, &cursor).await.0, Vec::new());
+    // From the start: every change, each session once.
+    assert_eq!(changes_after(store, &start).await.0.len(), 3);
+    // A position taken now sees nothing before it.
+    let now = store.change_cursor().await.expect("cursor");
+    assert_eq!(changes_after(store, &now).await.0, Vec::new());
+}
+
+/// Entries older than the cut-off go; a reader whose position they were
+/// after is told to resync, one after them is not.
+pub(crate) async fn a_pruned_change_log_asks_for_a_resync(store: &dyn Store) {
+    let user = new_user("pruned@example.com");
+    store.insert_user(&user).await.expect("insert");
+    let s = Session::start(user.id, 0, 1_000, 60_000);
+    store
+        .write_sessions(&[SessionWrite::Create(s.clone(), SessionOrigin::default())])
+        .await
+        .expect("create");
+    let behind = store.change_cursor().await.expect("cursor");
+    store
+        .write_sessions(&[SessionWrite::Rotate {
+            id: s.id,
+            from_generation: 0,
+            issued_at_ms: 2_000,
+        }])
+        .await
+        .expect("rotate");
+    let (_, current) = changes_after(store, &behind).await;
+    // Nothing is older than an hour ago.
+    let hour_ago = crate::domain::now_ms() - 3_600_000;
+    assert_eq!(store.prune_change_log(hour_ago).await.expect("prune"), 0);
+    assert_eq!(changes_after(store, &behind).await.0.len(), 1);
+    // Everything is older than a minute from now.
+    let soon = crate::domain::now_ms() + 60_000;
+    assert_eq!(store.prune_change_log(soon).await.expect("prune"), 1);
+    match store.changes_after(&behind).await.expect("read") {
+        ChangeRead::Lost { next, .. } => {
+            assert_eq!(changes_after(store, &next).await.0, Vec::new())
+        }
+        ChangeRead::Changes { changes, .. } => panic!("pruned entries not noticed: {changes:?}"),
+    }
+    assert_eq!(changes_after(store, &current).await.0, Vec::new());
 }
 
 /// `chunk`: how many sessions the backend deletes per statement.

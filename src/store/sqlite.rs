@@ -22,9 +22,9 @@
 //!   then rotations, then revocations, then revocations of whole users,
 //!   each kind in batch order), so both backends give the same outcomes and
 //!   changes for the same batch. The updates `RETURNING` the sessions'
-//!   final states give [`BatchOutcome::changes`] without a second read, and
-//!   set `updated_at_ms` (read by [`Store::changes_since`]) as PostgreSQL
-//!   does.
+//!   final states give [`BatchOutcome::changes`] without a second read; a
+//!   transaction that changed any appends one entry listing them to the
+//!   change log (`changelog`), read by [`Store::changes_after`].
 //! - No change feed: one file means one instance, which learns its own
 //!   changes from [`BatchOutcome::changes`]; [`Store::subscribe`] is `None`.
 //! - [`Store::prune_sessions`] deletes in chunks, each its own short
@@ -42,12 +42,13 @@ use uuid::Uuid;
 
 use super::shared::{ChangeSet, LOAD_SECRET, LOAD_SIGNING_KEYS};
 use super::{
-    migrations, BatchOutcome, FeedEvent, NewUser, SessionWrite, SigningKeyRecord, Store,
-    StoreError, UserRecord, WriteOutcome,
+    migrations, BatchOutcome, ChangeCursor, ChangeRead, FeedEvent, NewUser, SessionWrite,
+    SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
 };
 use crate::domain::{Session, SessionChange, SessionId, UserId};
 
 mod accounts;
+mod changelog;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -90,8 +91,9 @@ const REVOKE_USER: &str = "UPDATE sessions SET revoked_at_ms = ?2, \
        updated_at_ms = max(updated_at_ms, ?2) \
      WHERE user_id = ?1 AND revoked_at_ms IS NULL AND id <> ?3 \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
-const CHANGES_SINCE: &str = "SELECT id, generation, issued_at_ms, revoked_at_ms IS NOT NULL \
-     FROM sessions WHERE updated_at_ms >= ?1 ORDER BY updated_at_ms, id";
+/// The current state of one session listed by the change log.
+const LOAD_SESSION_CHANGE: &str = "SELECT id, generation, issued_at_ms, \
+     revoked_at_ms IS NOT NULL FROM sessions WHERE id = ?1";
 const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE rowid IN \
      (SELECT rowid FROM sessions WHERE expires_at_ms < ?1 LIMIT ?2)";
 /// A key already stored under the same `kid` is kept; callers read the keys
@@ -347,11 +349,10 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
             }
         }
     }
+    let changes = changes.into_list();
+    changelog::append(&tx, &changes)?;
     tx.commit()?;
-    Ok(BatchOutcome {
-        outcomes,
-        changes: changes.into_list(),
-    })
+    Ok(BatchOutcome { outcomes, changes })
 }
 
 #[async_trait]
@@ -429,15 +430,35 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn changes_since(&self, since_ms: i64) -> Result<Vec<SessionChange>, StoreError> {
-        self.with_conn(&self.reader, "changes_since", move |conn| {
-            conn.prepare_cached(CHANGES_SINCE)
-                .and_then(|mut statement| {
-                    statement.query_map([since_ms], change_from_row)?.collect()
-                })
-                .map_err(|e| sqlite_error("changes_since", e))
+    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
+        self.with_conn(&self.reader, "change_cursor", |conn| {
+            changelog::cursor(conn).map_err(|e| sqlite_error("change_cursor", e))
         })
         .await
+    }
+
+    async fn changes_after(&self, cursor: &ChangeCursor) -> Result<ChangeRead, StoreError> {
+        let cursor = cursor.clone();
+        self.with_conn(&self.reader, "changes_after", move |conn| {
+            changelog::read_after(conn, &cursor).map_err(|e| sqlite_error("changes_after", e))
+        })
+        .await
+    }
+
+    async fn prune_change_log(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let mut deleted: u64 = 0;
+        loop {
+            let chunk = self
+                .with_conn(&self.writer, "prune_change_log", move |conn| {
+                    changelog::prune_chunk(conn, before_ms)
+                        .map_err(|e| sqlite_error("prune_change_log", e))
+                })
+                .await?;
+            deleted += chunk.unsigned_abs();
+            if chunk < changelog::PRUNE_LOG_CHUNK {
+                return Ok(deleted);
+            }
+        }
     }
 
     async fn prune_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {

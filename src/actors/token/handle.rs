@@ -31,6 +31,9 @@ pub struct TokenHandle {
     /// For the test hook that silences this instance's change announcements.
     #[cfg(feature = "test-hooks")]
     store: Arc<dyn Store>,
+    /// For the test hooks that watch the session cache.
+    #[cfg(feature = "test-hooks")]
+    cache: Arc<crate::sessions::SessionCache>,
 }
 
 impl TokenHandle {
@@ -41,6 +44,8 @@ impl TokenHandle {
             legacy: deps.legacy.is_some(),
             #[cfg(feature = "test-hooks")]
             store: Arc::clone(&deps.store),
+            #[cfg(feature = "test-hooks")]
+            cache: Arc::clone(&deps.cache),
         }
     }
 
@@ -172,6 +177,7 @@ impl TokenHandle {
                     claims,
                     op: op(reply),
                     attempts: 0,
+                    loaded: None,
                 })
             })
             .await?
@@ -189,5 +195,18 @@ impl TokenHandle {
     #[cfg(feature = "test-hooks")]
     pub fn drop_notifications(&self, on: bool) {
         self.store.drop_notifications(on);
+    }
+
+    /// Test hook: how many catch-up reads of the change log (and resyncs)
+    /// this instance's cache has folded in.
+    #[cfg(feature = "test-hooks")]
+    pub fn catch_ups(&self) -> u64 {
+        self.cache.catch_ups()
+    }
+
+    /// Test hook: sessions in this instance's cache.
+    #[cfg(feature = "test-hooks")]
+    pub fn cached_sessions(&self) -> usize {
+        self.cache.len()
     }
 }

@@ -38,7 +38,7 @@ use crate::domain::{
 use crate::fault::Fault;
 use crate::keys::KeyRing;
 use crate::sessions::{BatchLimits, SessionCache, SessionWriter};
-use crate::store::{SessionWrite, Store, WriteOutcome};
+use crate::store::{SessionWrite, Store, WriteOutcome, CHANGE_LOG_RETENTION_MS};
 
 /// A request is re-dispatched at most this often (after a read-through or
 /// a lost race with another instance) before it gives up with 503.
@@ -80,6 +80,9 @@ pub struct SessionRequest {
     claims: Claims,
     op: SessionOp,
     attempts: u8,
+    /// The session's committed state as a read-through just found it, for
+    /// when the cache (bounded) has already evicted it again.
+    loaded: Option<Session>,
 }
 
 enum SessionOp {
@@ -266,7 +269,8 @@ impl TokenState {
                 return;
             }
         }
-        let Some(session) = self.deps.cache.get(id) else {
+        let mut request = request;
+        let Some(session) = self.deps.cache.get(id).or(request.loaded.take()) else {
             self.read_through(request);
             return;
         };
@@ -281,6 +285,7 @@ impl TokenState {
             claims,
             op,
             attempts,
+            ..
         } = request;
         if session.user_id != claims.sub {
             // Correctly signed but naming another user's session: only a
@@ -414,11 +419,12 @@ impl TokenState {
                                 let _ = reply
                                     .send(Err(Fault::unavailable("session is contended").into()));
                             }
-                            Ok(_) => {
+                            Ok(loaded) => {
                                 deps.slot.cast(TokenMsg::Session(SessionRequest {
                                     claims,
                                     op: SessionOp::Refresh(reply),
                                     attempts: attempts + 1,
+                                    loaded,
                                 }));
                             }
                         }
@@ -464,6 +470,9 @@ impl TokenState {
         let evicted = self.deps.cache.prune(now);
         let store = Arc::clone(&self.deps.store);
         tokio::spawn(async move {
+            if let Err(e) = store.prune_change_log(now - CHANGE_LOG_RETENTION_MS).await {
+                tracing::warn!(event = "prune_failed", error = %e, "pruning the change log failed");
+            }
             match store.prune_sessions(now).await {
                 Ok(deleted) => tracing::info!(
                     event = "sessions_pruned",
@@ -489,13 +498,14 @@ impl TokenState {
         let deps = Arc::clone(&self.deps);
         tokio::spawn(async move {
             match load_into_cache(&deps, request.claims.sid).await {
-                Ok(true) => {
+                Ok(Some(loaded)) => {
                     request.attempts += 1;
+                    request.loaded = Some(loaded);
                     // If the actor is down, the request (and its reply port)
                     // is dropped and the caller gets 503.
                     deps.slot.cast(TokenMsg::Session(request));
                 }
-                Ok(false) => request
+                Ok(None) => request
                     .op
                     .fail(TokenFailure::Refused(TokenRefusal::Invalid)),
                 Err(e) => request.op.fail(e),
@@ -504,15 +514,12 @@ impl TokenState {
     }
 }
 
-/// Reads a session's committed state and folds it into the cache: merged
-/// rather than overwritten, since a change folded in while we were reading
-/// may be newer than what we read. Returns whether the session exists; one
-/// that does not (pruned) leaves the cache.
-async fn load_into_cache(deps: &TokenDeps, id: SessionId) -> Result<bool, TokenFailure> {
+/// Reads a session's committed state through the cache (see
+/// [`SessionCache::read_through`]). `None`: the database no longer has it
+/// (pruned), and neither has the cache.
+async fn load_into_cache(deps: &TokenDeps, id: SessionId) -> Result<Option<Session>, TokenFailure> {
     // The store bounds its own operations (`db_timeout`).
-    let loaded = deps.store.load_session(id).await?;
-    deps.cache.fold_loaded(id, loaded.as_ref());
-    Ok(loaded.is_some())
+    Ok(deps.cache.read_through(&*deps.store, id).await?)
 }
 
 pub(super) fn sign(codec: &TokenCodec, session: &Session) -> Result<IssuedToken, TokenFailure> {

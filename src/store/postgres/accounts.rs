@@ -24,19 +24,27 @@ const LIST_SESSIONS: &str = "SELECT id, created_at_ms, issued_at_ms, generation,
 const LOCK_USER: &str = "SELECT legacy_id FROM users WHERE id = $1 FOR UPDATE";
 const SET_PASSWORD: &str =
     "UPDATE users SET password_hash = $2, legacy_tokens_closed = true WHERE id = $1";
-const REVOKE_ALL_OF_USER: &str = "UPDATE sessions \
-     SET revoked_at_ms = $2, updated_at_ms = GREATEST(updated_at_ms, $2) \
-     WHERE user_id = $1 AND revoked_at_ms IS NULL \
-     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
+/// Like a batch's revocations, writes a change-log entry of what it revoked.
+const REVOKE_ALL_OF_USER: &str = "WITH changed AS (UPDATE sessions \
+       SET revoked_at_ms = $2, updated_at_ms = GREATEST(updated_at_ms, $2) \
+       WHERE user_id = $1 AND revoked_at_ms IS NULL \
+       RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL AS revoked), \
+     logged AS (INSERT INTO session_changes (ids) \
+       SELECT array_agg(id) FROM changed HAVING count(*) > 0) \
+     SELECT id, generation, issued_at_ms, revoked FROM changed";
 /// Every session of the user, revoked ones included, loses its origin; the
-/// live ones are revoked. The rows stay as tombstones until pruned.
-const ENTOMB_SESSIONS: &str = "UPDATE sessions \
-     SET revoked_at_ms = COALESCE(revoked_at_ms, $2), \
-       updated_at_ms = CASE WHEN revoked_at_ms IS NULL \
-         THEN GREATEST(updated_at_ms, $2) ELSE updated_at_ms END, \
-       client_address = NULL, user_agent = NULL \
-     WHERE user_id = $1 \
-     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
+/// live ones are revoked (and logged, like any revocation). The rows stay
+/// as tombstones until pruned.
+const ENTOMB_SESSIONS: &str = "WITH changed AS (UPDATE sessions \
+       SET revoked_at_ms = COALESCE(revoked_at_ms, $2), \
+         updated_at_ms = CASE WHEN revoked_at_ms IS NULL \
+           THEN GREATEST(updated_at_ms, $2) ELSE updated_at_ms END, \
+         client_address = NULL, user_agent = NULL \
+       WHERE user_id = $1 \
+       RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL AS revoked), \
+     logged AS (INSERT INTO session_changes (ids) \
+       SELECT array_agg(id) FROM changed HAVING count(*) > 0) \
+     SELECT id, generation, issued_at_ms, revoked FROM changed";
 const MARK_LEGACY_DELETED: &str = "INSERT INTO legacy_deleted (legacy_id, deleted_at_ms) \
      VALUES ($1, $2) ON CONFLICT (legacy_id) DO NOTHING";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = $1";

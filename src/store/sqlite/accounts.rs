@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
-use super::{change_from_row, sqlite_error, uuid_at, SqliteStore};
+use super::{change_from_row, changelog, sqlite_error, uuid_at, SqliteStore};
 use crate::domain::{
     SessionChange, SessionCursor, SessionId, SessionOrigin, SessionSummary, UserId,
 };
@@ -90,6 +90,7 @@ impl AccountStore for SqliteStore {
                     .prepare(REVOKE_ALL_OF_USER)?
                     .query_map(params![user, now_ms], change_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
+                changelog::append(&tx, &changes)?;
                 tx.commit()?;
                 Ok(Some(changes))
             };
@@ -114,6 +115,7 @@ impl AccountStore for SqliteStore {
                 if tx.execute(DELETE_USER, [&user])? == 0 {
                     return Ok(None);
                 }
+                changelog::append(&tx, &changes)?;
                 tx.commit()?;
                 Ok(Some(changes))
             };
