@@ -1,17 +1,15 @@
--- authd schema, version 6 (SQLite): the change log (see sql/postgres/0006).
+-- authd schema, version 6 (SQLite): positions for the catch-up read (see
+-- sql/postgres/0006 for PostgreSQL's change log).
 --
--- SQLite has one writer, so commit order is `seq` order and the position
--- is simply the last `seq` read. `ids` are the changed sessions' ids,
--- space-separated.
-CREATE TABLE session_changes (
-    seq   INTEGER PRIMARY KEY AUTOINCREMENT,
-    at_ms INTEGER NOT NULL,
-    ids   TEXT    NOT NULL
-) STRICT;
-CREATE INDEX session_changes_at_ms_idx ON session_changes (at_ms);
-
-CREATE TABLE session_changes_pruned (
+-- SQLite has one writer and serves one instance, which runs no change feed.
+-- So a position is simply a counter: each transaction that rotates or
+-- revokes sessions takes the next value and stamps the rows it changes
+-- with it; the catch-up read takes the rows stamped after a position. No
+-- log table grows with every batch, and nothing needs pruning.
+CREATE TABLE change_counter (
     singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
-    through   INTEGER NOT NULL
+    seq       INTEGER NOT NULL
 ) STRICT;
-INSERT INTO session_changes_pruned (singleton, through) VALUES (1, 0);
+INSERT INTO change_counter (singleton, seq) VALUES (1, 0);
+
+ALTER TABLE sessions ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;

@@ -152,3 +152,82 @@ impl Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{now_ms, Session, SessionChange, UserId};
+
+    fn cached(cache: &SessionCache) -> Session {
+        let s = Session::start(UserId::new_random(), 1, now_ms(), 60_000);
+        cache.insert_committed(&s);
+        s
+    }
+
+    fn reader() -> Reader {
+        Reader {
+            cursor: ChangeCursor::default(),
+            last_read: Instant::now(),
+        }
+    }
+
+    fn at(after: i64) -> ChangeCursor {
+        ChangeCursor {
+            after,
+            pending: vec![after - 1],
+        }
+    }
+
+    #[test]
+    fn changes_are_folded_in_and_the_position_moves_on() {
+        let cache = SessionCache::new(8);
+        let s = cached(&cache);
+        let mut r = reader();
+        let revoked = SessionChange {
+            id: s.id,
+            generation: s.generation,
+            issued_at_ms: s.issued_at_ms,
+            revoked: true,
+        };
+        let read = ChangeRead::Changes {
+            changes: vec![revoked],
+            next: at(42),
+        };
+        r.apply(&cache, read, Duration::from_secs(5), "periodic");
+        assert!(cache.get(s.id).expect("still cached").revoked);
+        assert_eq!(r.cursor, at(42));
+    }
+
+    #[test]
+    fn a_log_that_lost_entries_empties_the_cache() {
+        let cache = SessionCache::new(8);
+        cached(&cache);
+        let mut r = reader();
+        let read = ChangeRead::Lost {
+            next: at(7),
+            why: "pruned",
+        };
+        r.apply(&cache, read, Duration::from_secs(5), "periodic");
+        assert!(cache.is_empty());
+        assert_eq!(r.cursor, at(7));
+    }
+
+    #[test]
+    fn a_read_after_too_long_a_gap_empties_the_cache() {
+        let cache = SessionCache::new(8);
+        let s = cached(&cache);
+        let mut r = reader();
+        let read = ChangeRead::Changes {
+            changes: Vec::new(),
+            next: at(9),
+        };
+        r.apply(
+            &cache,
+            read,
+            TRUSTED_GAP + Duration::from_secs(1),
+            "reconnect",
+        );
+        assert!(cache.get(s.id).is_none());
+        assert_eq!(r.cursor, at(9));
+    }
+}

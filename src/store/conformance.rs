@@ -59,7 +59,6 @@ macro_rules! suite {
             sessions_and_batches,
             revoke_user_revokes_only_that_users_live_sessions,
             changes_after_reads_each_change_once_from_the_position,
-            a_pruned_change_log_asks_for_a_resync,
             signing_keys_round_trip_oldest_first,
             signing_secret_is_stored_once,
             sessions_are_listed_newest_first_by_page,
@@ -511,42 +510,6 @@ pub(crate) async fn changes_after_reads_each_change_once_from_the_position(store
     // A position taken now sees nothing before it.
     let now = store.change_cursor().await.expect("cursor");
     assert_eq!(changes_after(store, &now).await.0, Vec::new());
-}
-
-/// Entries older than the cut-off go; a reader whose position they were
-/// after is told to resync, one after them is not.
-pub(crate) async fn a_pruned_change_log_asks_for_a_resync(store: &dyn Store) {
-    let user = new_user("pruned@example.com");
-    store.insert_user(&user).await.expect("insert");
-    let s = Session::start(user.id, 0, 1_000, 60_000);
-    store
-        .write_sessions(&[SessionWrite::Create(s.clone(), SessionOrigin::default())])
-        .await
-        .expect("create");
-    let behind = store.change_cursor().await.expect("cursor");
-    store
-        .write_sessions(&[SessionWrite::Rotate {
-            id: s.id,
-            from_generation: 0,
-            issued_at_ms: 2_000,
-        }])
-        .await
-        .expect("rotate");
-    let (_, current) = changes_after(store, &behind).await;
-    // Nothing is older than an hour ago.
-    let hour_ago = crate::domain::now_ms() - 3_600_000;
-    assert_eq!(store.prune_change_log(hour_ago).await.expect("prune"), 0);
-    assert_eq!(changes_after(store, &behind).await.0.len(), 1);
-    // Everything is older than a minute from now.
-    let soon = crate::domain::now_ms() + 60_000;
-    assert_eq!(store.prune_change_log(soon).await.expect("prune"), 1);
-    match store.changes_after(&behind).await.expect("read") {
-        ChangeRead::Lost { next, .. } => {
-            assert_eq!(changes_after(store, &next).await.0, Vec::new())
-        }
-        ChangeRead::Changes { changes, .. } => panic!("pruned entries not noticed: {changes:?}"),
-    }
-    assert_eq!(changes_after(store, &current).await.0, Vec::new());
 }
 
 /// `chunk`: how many sessions the backend deletes per statement.

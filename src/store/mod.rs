@@ -272,9 +272,9 @@ pub struct ChangeCursor {
 /// What a read of the change log found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeRead {
-    /// The current state of every session changed since the cursor (at
-    /// most once each; possibly some read before, which is harmless:
-    /// changes commute), and the cursor to read from next.
+    /// Every session changed since the cursor, once, with its state after
+    /// the latest of those changes (possibly some read before, which is
+    /// harmless: changes commute), and the cursor to read from next.
     Changes {
         changes: Vec<SessionChange>,
         next: ChangeCursor,

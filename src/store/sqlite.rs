@@ -22,9 +22,9 @@
 //!   then rotations, then revocations, then revocations of whole users,
 //!   each kind in batch order), so both backends give the same outcomes and
 //!   changes for the same batch. The updates `RETURNING` the sessions'
-//!   final states give [`BatchOutcome::changes`] without a second read; a
-//!   transaction that changed any appends one entry listing them to the
-//!   change log (`changelog`), read by [`Store::changes_after`].
+//!   final states give [`BatchOutcome::changes`] without a second read, and
+//!   stamp the rows with the transaction's change sequence (`changelog`),
+//!   read by [`Store::changes_after`].
 //! - No change feed: one file means one instance, which learns its own
 //!   changes from [`BatchOutcome::changes`]; [`Store::subscribe`] is `None`.
 //! - [`Store::prune_sessions`] deletes in chunks, each its own short
@@ -76,24 +76,21 @@ const CREATE_SESSION: &str = "INSERT INTO sessions \
 /// The updates return the final state of what they touched (a
 /// [`SessionChange`]). `updated_at_ms` never moves backwards.
 const ROTATE_SESSION: &str = "UPDATE sessions SET generation = ?2 + 1, issued_at_ms = ?3, \
-       updated_at_ms = max(updated_at_ms, ?3) \
+       updated_at_ms = max(updated_at_ms, ?3), change_seq = ?4 \
      WHERE id = ?1 AND generation = ?2 AND revoked_at_ms IS NULL \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
 /// Idempotent: revoking a revoked session keeps its first revocation time
 /// and `updated_at_ms`, but still counts as applied (and as a change).
 const REVOKE_SESSION: &str = "UPDATE sessions SET revoked_at_ms = COALESCE(revoked_at_ms, ?2), \
        updated_at_ms = CASE WHEN revoked_at_ms IS NULL \
-         THEN max(updated_at_ms, ?2) ELSE updated_at_ms END \
+         THEN max(updated_at_ms, ?2) ELSE updated_at_ms END, change_seq = ?3 \
      WHERE id = ?1 \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
 /// `?3` is the session spared (`scope: "others"`), `''` for none.
 const REVOKE_USER: &str = "UPDATE sessions SET revoked_at_ms = ?2, \
-       updated_at_ms = max(updated_at_ms, ?2) \
+       updated_at_ms = max(updated_at_ms, ?2), change_seq = ?4 \
      WHERE user_id = ?1 AND revoked_at_ms IS NULL AND id <> ?3 \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
-/// The current state of one session listed by the change log.
-const LOAD_SESSION_CHANGE: &str = "SELECT id, generation, issued_at_ms, \
-     revoked_at_ms IS NOT NULL FROM sessions WHERE id = ?1";
 const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE rowid IN \
      (SELECT rowid FROM sessions WHERE expires_at_ms < ?1 LIMIT ?2)";
 /// A key already stored under the same `kid` is kept; callers read the keys
@@ -279,6 +276,7 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
     let mut outcomes = vec![WriteOutcome::Conflict; batch.len()];
     let mut changes = ChangeSet::default();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let seq = changelog::next_seq(&tx)?;
     {
         let mut create = tx.prepare_cached(CREATE_SESSION)?;
         for (i, write) in batch.iter().enumerate() {
@@ -307,7 +305,7 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
             {
                 let change = rotate
                     .query_row(
-                        params![id.0.to_string(), from_generation, issued_at_ms],
+                        params![id.0.to_string(), from_generation, issued_at_ms, seq],
                         change_from_row,
                     )
                     .optional()?;
@@ -321,7 +319,10 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
         for (i, write) in batch.iter().enumerate() {
             if let SessionWrite::Revoke { id, revoked_at_ms } = write {
                 let change = revoke
-                    .query_row(params![id.0.to_string(), revoked_at_ms], change_from_row)
+                    .query_row(
+                        params![id.0.to_string(), revoked_at_ms, seq],
+                        change_from_row,
+                    )
                     .optional()?;
                 outcomes[i] = applied(change.is_some());
                 if let Some(change) = change {
@@ -339,7 +340,7 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
             {
                 let keep = except.map(|id| id.0.to_string()).unwrap_or_default();
                 let rows = revoke_user.query_map(
-                    params![user_id.0.to_string(), revoked_at_ms, keep],
+                    params![user_id.0.to_string(), revoked_at_ms, keep, seq],
                     change_from_row,
                 )?;
                 for change in rows {
@@ -349,10 +350,11 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
             }
         }
     }
-    let changes = changes.into_list();
-    changelog::append(&tx, &changes)?;
     tx.commit()?;
-    Ok(BatchOutcome { outcomes, changes })
+    Ok(BatchOutcome {
+        outcomes,
+        changes: changes.into_list(),
+    })
 }
 
 #[async_trait]
@@ -445,20 +447,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn prune_change_log(&self, before_ms: i64) -> Result<u64, StoreError> {
-        let mut deleted: u64 = 0;
-        loop {
-            let chunk = self
-                .with_conn(&self.writer, "prune_change_log", move |conn| {
-                    changelog::prune_chunk(conn, before_ms)
-                        .map_err(|e| sqlite_error("prune_change_log", e))
-                })
-                .await?;
-            deleted += chunk.unsigned_abs();
-            if chunk < changelog::PRUNE_LOG_CHUNK {
-                return Ok(deleted);
-            }
-        }
+    /// Nothing to prune: positions are stamped on the sessions themselves.
+    async fn prune_change_log(&self, _before_ms: i64) -> Result<u64, StoreError> {
+        Ok(0)
     }
 
     async fn prune_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {

@@ -29,8 +29,9 @@ const REVOKE_ALL_OF_USER: &str = "WITH changed AS (UPDATE sessions \
        SET revoked_at_ms = $2, updated_at_ms = GREATEST(updated_at_ms, $2) \
        WHERE user_id = $1 AND revoked_at_ms IS NULL \
        RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL AS revoked), \
-     logged AS (INSERT INTO session_changes (ids) \
-       SELECT array_agg(id) FROM changed HAVING count(*) > 0) \
+     logged AS (INSERT INTO session_changes (ids, generations, issued, revoked) \
+       SELECT array_agg(id), array_agg(generation), array_agg(issued_at_ms), \
+         array_agg(revoked) FROM changed HAVING count(*) > 0) \
      SELECT id, generation, issued_at_ms, revoked FROM changed";
 /// Every session of the user, revoked ones included, loses its origin; the
 /// live ones are revoked (and logged, like any revocation). The rows stay
@@ -42,8 +43,9 @@ const ENTOMB_SESSIONS: &str = "WITH changed AS (UPDATE sessions \
          client_address = NULL, user_agent = NULL \
        WHERE user_id = $1 \
        RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL AS revoked), \
-     logged AS (INSERT INTO session_changes (ids) \
-       SELECT array_agg(id) FROM changed HAVING count(*) > 0) \
+     logged AS (INSERT INTO session_changes (ids, generations, issued, revoked) \
+       SELECT array_agg(id), array_agg(generation), array_agg(issued_at_ms), \
+         array_agg(revoked) FROM changed HAVING count(*) > 0) \
      SELECT id, generation, issued_at_ms, revoked FROM changed";
 const MARK_LEGACY_DELETED: &str = "INSERT INTO legacy_deleted (legacy_id, deleted_at_ms) \
      VALUES ($1, $2) ON CONFLICT (legacy_id) DO NOTHING";

@@ -11,8 +11,8 @@
 //! of transactions at or above that `xmax` or in that list which its own
 //! snapshot sees committed. By induction every committed entry is read
 //! exactly once, whatever the commit order, and entries are found through
-//! the index on `xid`, never by scanning `sessions`: the sessions listed are
-//! then loaded by primary key. A long transaction elsewhere on the server
+//! the index on `xid`. Entries carry the changed sessions' final states, so
+//! the read never touches `sessions`. A long transaction elsewhere on the server
 //! (in the `xip` list) delays nothing: entries of later transactions are
 //! read as soon as they commit.
 //!
@@ -38,29 +38,27 @@ const CHANGE_CURSOR: &str = "SELECT pg_snapshot_xmax(s)::text::bigint, \
 /// entries it reads. `$1`: the previous `xmax`; `$2`: the previous `xip`;
 /// `$3`: the most entries to read. The two halves (entries from `$1` on, in
 /// `xid` order with a limit, and entries of the listed transactions) are
-/// each an index range or lookup whatever the plan, generic or not. Returns one row: the new position, the
-/// pruning mark, how many entries matched (up to `$3 + 1`), and the current
-/// state of the sessions they list, as arrays.
+/// each an index range or lookup whatever the plan, generic or not. Returns
+/// one row: the new position, the pruning mark, how many entries matched
+/// (up to `$3 + 1`), and the changes they list, as parallel arrays (a
+/// session changed by several entries appears once per entry).
 const CHANGES_AFTER: &str = "WITH snap AS MATERIALIZED (SELECT pg_current_snapshot() AS s), \
      entries AS MATERIALIZED ( \
-       (SELECT c.ids FROM session_changes c WHERE c.xid >= $1::bigint::text::xid8 \
-        ORDER BY c.xid LIMIT $3::bigint + 1) \
+       (SELECT c.ids, c.generations, c.issued, c.revoked FROM session_changes c \
+        WHERE c.xid >= $1::bigint::text::xid8 ORDER BY c.xid LIMIT $3::bigint + 1) \
        UNION ALL \
-       (SELECT c.ids FROM session_changes c \
-        WHERE c.xid = ANY($2::bigint[]::text[]::xid8[]))), \
-     changed AS MATERIALIZED (SELECT s.id, s.generation, s.issued_at_ms, \
-         s.revoked_at_ms IS NOT NULL AS revoked \
-       FROM sessions s \
-       WHERE s.id = ANY(ARRAY(SELECT DISTINCT unnest(e.ids) FROM entries e))) \
+       (SELECT c.ids, c.generations, c.issued, c.revoked FROM session_changes c \
+        WHERE c.xid = ANY($2::bigint[]::text[]::xid8[]))) \
      SELECT pg_snapshot_xmax(snap.s)::text::bigint, \
        ARRAY(SELECT x::text::bigint FROM pg_snapshot_xip(snap.s) AS x), \
        (SELECT through::text::bigint FROM session_changes_pruned), \
        (SELECT count(*) FROM entries), \
-       ARRAY(SELECT id FROM changed), \
-       ARRAY(SELECT generation FROM changed), \
-       ARRAY(SELECT issued_at_ms FROM changed), \
-       ARRAY(SELECT revoked FROM changed) \
-     FROM snap";
+       COALESCE(agg.ids, '{}'), COALESCE(agg.generations, '{}'), \
+       COALESCE(agg.issued, '{}'), COALESCE(agg.revoked, '{}') \
+     FROM snap, LATERAL (SELECT array_agg(u.id) AS ids, array_agg(u.generation) AS generations, \
+         array_agg(u.issued) AS issued, array_agg(u.revoked) AS revoked \
+       FROM entries e, unnest(e.ids, e.generations, e.issued, e.revoked) \
+         AS u(id, generation, issued, revoked)) AS agg";
 
 /// Entries deleted per statement of [`Store::prune_change_log`].
 const PRUNE_LOG_CHUNK: i64 = 5_000;
@@ -157,21 +155,37 @@ fn changes_from_row(row: &Row, cursor: &ChangeCursor) -> Result<ChangeRead, Stor
     let generations: Vec<i64> = row.try_get(5).map_err(read)?;
     let issued: Vec<i64> = row.try_get(6).map_err(read)?;
     let revoked: Vec<bool> = row.try_get(7).map_err(read)?;
-    let changes = ids
-        .into_iter()
-        .zip(generations)
-        .zip(issued.into_iter().zip(revoked))
-        .map(|((id, generation), (issued_at_ms, revoked))| {
-            Ok(SessionChange {
-                id: SessionId(id),
-                generation: u32::try_from(generation).map_err(|_| {
-                    StoreError::internal(format!("session generation {generation} out of range"))
-                })?,
-                issued_at_ms,
-                revoked,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
+    // One change per session: folded as a cache folds them (the highest
+    // generation wins, revocation is permanent), so the order of entries
+    // does not matter.
+    let mut changes: Vec<SessionChange> = Vec::new();
+    let mut index: HashMap<Uuid, usize> = HashMap::new();
+    for (((id, generation), issued_at_ms), revoked) in
+        ids.into_iter().zip(generations).zip(issued).zip(revoked)
+    {
+        let change = SessionChange {
+            id: SessionId(id),
+            generation: u32::try_from(generation).map_err(|_| {
+                StoreError::internal(format!("session generation {generation} out of range"))
+            })?,
+            issued_at_ms,
+            revoked,
+        };
+        match index.get(&id) {
+            Some(&at) => {
+                let folded = &mut changes[at];
+                if change.generation > folded.generation {
+                    folded.generation = change.generation;
+                    folded.issued_at_ms = change.issued_at_ms;
+                }
+                folded.revoked |= change.revoked;
+            }
+            None => {
+                index.insert(id, changes.len());
+                changes.push(change);
+            }
+        }
+    }
     Ok(ChangeRead::Changes { changes, next })
 }
 

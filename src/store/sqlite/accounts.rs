@@ -24,7 +24,7 @@ const LIST_SESSIONS: &str = "SELECT id, created_at_ms, issued_at_ms, generation,
 const SET_PASSWORD: &str =
     "UPDATE users SET password_hash = ?2, legacy_tokens_closed = 1 WHERE id = ?1";
 const REVOKE_ALL_OF_USER: &str = "UPDATE sessions \
-     SET revoked_at_ms = ?2, updated_at_ms = max(updated_at_ms, ?2) \
+     SET revoked_at_ms = ?2, updated_at_ms = max(updated_at_ms, ?2), change_seq = ?3 \
      WHERE user_id = ?1 AND revoked_at_ms IS NULL \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
 /// Every session of the user loses its origin; the live ones are revoked.
@@ -33,7 +33,7 @@ const ENTOMB_SESSIONS: &str = "UPDATE sessions \
      SET revoked_at_ms = COALESCE(revoked_at_ms, ?2), \
        updated_at_ms = CASE WHEN revoked_at_ms IS NULL \
          THEN max(updated_at_ms, ?2) ELSE updated_at_ms END, \
-       client_address = NULL, user_agent = NULL \
+       client_address = NULL, user_agent = NULL, change_seq = ?3 \
      WHERE user_id = ?1 \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
 const DELETE_USER: &str = "DELETE FROM users WHERE id = ?1";
@@ -86,11 +86,11 @@ impl AccountStore for SqliteStore {
                 if tx.execute(SET_PASSWORD, params![user, hash])? == 0 {
                     return Ok(None);
                 }
+                let seq = changelog::next_seq(&tx)?;
                 let changes = tx
                     .prepare(REVOKE_ALL_OF_USER)?
-                    .query_map(params![user, now_ms], change_from_row)?
+                    .query_map(params![user, now_ms, seq], change_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
-                changelog::append(&tx, &changes)?;
                 tx.commit()?;
                 Ok(Some(changes))
             };
@@ -108,14 +108,14 @@ impl AccountStore for SqliteStore {
         self.with_conn(&self.writer, "delete_user", move |conn| {
             let mut work = || -> rusqlite::Result<Option<Vec<SessionChange>>> {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let seq = changelog::next_seq(&tx)?;
                 let changes = tx
                     .prepare(ENTOMB_SESSIONS)?
-                    .query_map(params![user, now_ms], change_from_row)?
+                    .query_map(params![user, now_ms, seq], change_from_row)?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 if tx.execute(DELETE_USER, [&user])? == 0 {
                     return Ok(None);
                 }
-                changelog::append(&tx, &changes)?;
                 tx.commit()?;
                 Ok(Some(changes))
             };
