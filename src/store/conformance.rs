@@ -9,17 +9,19 @@
 //! backend, not here.
 
 use super::{
-    BatchOutcome, ChangeCursor, ChangeRead, NewUser, SessionChange, SessionWrite, SigningKeyRecord,
-    Store, StoreError, WriteOutcome,
+    BatchOutcome, NewUser, SessionChange, SessionWrite, SigningKeyRecord, Store, StoreError,
+    WriteOutcome,
 };
 use crate::domain::{Email, Session, SessionId, SessionOrigin, UserId};
 use WriteOutcome::{Applied, Conflict};
 
 mod accounts;
+mod changes;
 pub(crate) use accounts::{
     deleting_a_user_leaves_revoked_tombstones, password_change_revokes_every_session,
     revoke_user_can_spare_one_session, sessions_are_listed_newest_first_by_page,
 };
+pub(crate) use changes::{changes_after, changes_after_reads_each_change_once_from_the_position};
 
 /// What a backend's tests provide for the suite to run on that backend.
 pub(crate) trait Fixture: Sized {
@@ -120,18 +122,6 @@ pub(crate) fn change(
 fn sorted(mut changes: Vec<SessionChange>) -> Vec<SessionChange> {
     changes.sort_by_key(|c| c.id.0);
     changes
-}
-
-/// The changes after `cursor` (sorted) and the next position; fails the
-/// test if the store asks for a resync.
-pub(crate) async fn changes_after(
-    store: &dyn Store,
-    cursor: &ChangeCursor,
-) -> (Vec<SessionChange>, ChangeCursor) {
-    match store.changes_after(cursor).await.expect("changes after") {
-        ChangeRead::Changes { changes, next } => (sorted(changes), next),
-        ChangeRead::Lost { why, .. } => panic!("unexpected resync: {why}"),
-    }
 }
 
 fn key(kid: &str, created_at_ms: i64) -> SigningKeyRecord {
@@ -448,68 +438,6 @@ pub(crate) async fn revoke_user_revokes_only_that_users_live_sessions(store: &dy
         .expect("again");
     assert_eq!(done.outcomes, vec![Applied]);
     assert!(done.changes.is_empty());
-}
-
-/// A read returns the current state of each session changed since the
-/// position, once; creations are not changes; the next read starts after.
-pub(crate) async fn changes_after_reads_each_change_once_from_the_position(store: &dyn Store) {
-    let user = new_user("dan@example.com");
-    store.insert_user(&user).await.expect("insert");
-    let [early, rotated, late, untouched] =
-        std::array::from_fn(|_| Session::start(user.id, 0, 1_000, 60_000));
-    let start = store.change_cursor().await.expect("cursor");
-    let creates: Vec<_> = [&early, &rotated, &late, &untouched]
-        .into_iter()
-        .map(|s| SessionWrite::Create(s.clone(), SessionOrigin::default()))
-        .collect();
-    store.write_sessions(&creates).await.expect("create");
-    assert_eq!(changes_after(store, &start).await.0, Vec::new());
-    store
-        .write_sessions(&[SessionWrite::Revoke {
-            id: early.id,
-            revoked_at_ms: 1_999,
-        }])
-        .await
-        .expect("early");
-    let (first, cursor) = changes_after(store, &start).await;
-    assert_eq!(first, vec![change(&early, 0, 1_000, true)]);
-    store
-        .write_sessions(&[
-            SessionWrite::Rotate {
-                id: rotated.id,
-                from_generation: 0,
-                issued_at_ms: 2_000,
-            },
-            SessionWrite::Revoke {
-                id: late.id,
-                revoked_at_ms: 2_500,
-            },
-        ])
-        .await
-        .expect("late");
-    // Rotated twice: read once, in its latest state.
-    store
-        .write_sessions(&[SessionWrite::Rotate {
-            id: rotated.id,
-            from_generation: 1,
-            issued_at_ms: 2_600,
-        }])
-        .await
-        .expect("again");
-    let (second, cursor) = changes_after(store, &cursor).await;
-    assert_eq!(
-        second,
-        sorted(vec![
-            change(&rotated, 2, 2_600, false),
-            change(&late, 0, 1_000, true),
-        ])
-    );
-    assert_eq!(changes_after(store, &cursor).await.0, Vec::new());
-    // From the start: every change, each session once.
-    assert_eq!(changes_after(store, &start).await.0.len(), 3);
-    // A position taken now sees nothing before it.
-    let now = store.change_cursor().await.expect("cursor");
-    assert_eq!(changes_after(store, &now).await.0, Vec::new());
 }
 
 /// `chunk`: how many sessions the backend deletes per statement.
