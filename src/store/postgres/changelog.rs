@@ -32,11 +32,17 @@ use crate::store::{ChangeCursor, ChangeRead, CHANGE_READ_MAX_ENTRIES};
 /// final states as `(id, generation, issued_at_ms, revoked)`, so that it
 /// also writes one change-log entry listing them (none when it changed
 /// none). One statement, so the entry commits or rolls back with the
-/// changes; the result is the wrapped statement's rows.
+/// changes; the result is the wrapped statement's rows. `$before`: other
+/// CTEs (each ending in `, `) to run in the same statement.
 macro_rules! logged {
     ($update:expr) => {
+        logged!("", $update)
+    };
+    ($before:expr, $update:expr) => {
         concat!(
-            "WITH changed (id, generation, issued_at_ms, revoked) AS (",
+            "WITH ",
+            $before,
+            "changed (id, generation, issued_at_ms, revoked) AS (",
             $update,
             "), logged AS (INSERT INTO session_changes (ids, generations, issued, revoked) \
                SELECT array_agg(id), array_agg(generation), array_agg(issued_at_ms), \
