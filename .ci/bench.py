@@ -5,6 +5,7 @@ write to `.ci/RESULTS.md` and README.md, the results and the sizing figures.
     python3 .ci/bench.py [--runs 3] [--duration 10] [--connections 64] [--connections-high 256]
                          [--stores postgres,sqlite] [--write] [--smoke]
     python3 .ci/bench.py --soak [--soak-minutes 3] [--stores postgres,sqlite]
+    python3 .ci/bench.py --scale [--scale-sizes 1000000,5000000,20000000] [--idle-seconds 60] [--write]
 
 For each store it starts a fresh release server (PostgreSQL: a new database
 on 127.0.0.1:5432; SQLite: a temporary directory) with rate limits off and
@@ -25,6 +26,8 @@ and set against 64 MiB plus the session cache (`authd cache-footprint`).
 the sizing figures (PostgreSQL) between `<!-- sizing:start -->` and
 `<!-- sizing:end -->`, and the headline figures into README.md between its
 `<!-- bench:start -->` and `<!-- bench:end -->`.
+With `--scale` (see `benchlib/scale.py`) it writes only the scale figures,
+into `.ci/RESULTS.md` between `<!-- scale:start -->` and `<!-- scale:end -->`.
 
 Figures are only comparable within one run on one machine: the load
 generator shares the CPU with the server. `--smoke` runs every scenario
@@ -47,6 +50,7 @@ from benchlib.dbcost import Meter  # noqa: E402
 from benchlib.proc import AUTHD, ROOT, Server, authload, cache_footprint, finish, psql  # noqa: E402
 from benchlib.propagation import propagation  # noqa: E402
 from benchlib.report import headline, table, write_between  # noqa: E402
+from benchlib.scale import scale  # noqa: E402
 from benchlib.sizing import section  # noqa: E402
 from benchlib.soak import soak  # noqa: E402
 from benchlib.stores import bench_store, revoke_vs_refresh  # noqa: E402
@@ -149,6 +153,11 @@ def main():
     p.add_argument("--soak", action="store_true",
                    help="minutes of mixed load without scraping /metrics; report the memory slope")
     p.add_argument("--soak-minutes", type=float, default=3)
+    p.add_argument("--scale", action="store_true",
+                   help="per-instance cost on databases of many stored sessions (made with SQL), "
+                   "each beside an empty one; with --write, into .ci/RESULTS.md")
+    p.add_argument("--scale-sizes", default="1000000,5000000,20000000")
+    p.add_argument("--idle-seconds", type=int, default=60)
     p.add_argument("--redo-revoke", action="store_true",
                    help="with --from-json: measure revoke alone again (each store), save, render")
     p.add_argument("--from-json", metavar="FILE",
@@ -172,6 +181,9 @@ def main():
         sys.exit(smoke(args))
     if args.soak:
         soak(args)
+        return
+    if args.scale:
+        scale(args)
         return
     before = loadavg()
     results = {}

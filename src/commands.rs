@@ -113,7 +113,7 @@ pub fn cache_footprint(sessions: usize) -> Outcome {
         Ok(pages * 4096)
     }
     let before = resident_bytes()?;
-    let cache = SessionCache::new();
+    let cache = SessionCache::new(sessions);
     let now = now_ms();
     for _ in 0..sessions {
         let session = Session::start(UserId::new_random(), 0, now, 604_800_000);

@@ -81,6 +81,7 @@ pub struct Settings {
     pub session_ttl_secs: i64,
     pub refresh_grace_ms: i64,
     pub prune_interval_secs: u64,
+    pub session_cache_capacity: usize,
     pub batch_max_size: usize,
     pub batch_max_wait_us: u64,
     pub batch_concurrency: usize,
@@ -268,8 +269,16 @@ impl Settings {
         if self.max_header_bytes < 1024 {
             return invalid("max_header_bytes must be at least 1024");
         }
-        if self.feed_catch_up_ms == 0 {
-            return invalid("feed_catch_up_ms must be positive");
+        // A read gap beyond half the change log's retention makes the
+        // feed resync (see `sessions::feed`), so reads must come well within
+        // it.
+        if self.feed_catch_up_ms == 0 || self.feed_catch_up_ms > 120_000 {
+            return invalid("feed_catch_up_ms must be between 1 and 120000");
+        }
+        if self.session_cache_capacity == 0 {
+            return invalid(
+                "session_cache_capacity must be positive (the cache is always bounded)",
+            );
         }
         if self.body_read_timeout_ms == 0 {
             return invalid("body_read_timeout_ms must be positive");
@@ -533,6 +542,8 @@ mod tests {
     #[test]
     fn rejects_nonsense() {
         assert!(load(&[("AUTHD_ACCESS_TOKEN_TTL_SECS", "0")]).is_err());
+        assert!(load(&[("AUTHD_SESSION_CACHE_CAPACITY", "0")]).is_err());
+        assert!(load(&[("AUTHD_FEED_CATCH_UP_MS", "120001")]).is_err());
         assert!(load(&[("SECRET_KEY", "short")]).is_err());
         assert!(load(&[("DATABASE_URL", "mysql://x")]).is_err());
         assert!(load(&[("AUTHD_TRUSTED_PROXIES", "10.0.0.0/33")]).is_err());

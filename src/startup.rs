@@ -139,7 +139,7 @@ impl Application {
         let token_deps = Arc::new(TokenDeps {
             store: Arc::clone(&store),
             keys,
-            cache: Arc::new(SessionCache::new()),
+            cache: Arc::new(SessionCache::new(settings.session_cache_capacity)),
             slot: ChildSlot::new(ActorKind::Token, request_timeout),
             session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
             refresh_grace_ms: settings.refresh_grace_ms,
@@ -152,11 +152,12 @@ impl Application {
             writer_tasks: std::sync::Mutex::new(Vec::new()),
             legacy: legacy_tokens,
         });
-        let feed = sessions::feed::spawn(
+        let feed = sessions::feed::start(
             Arc::clone(&store),
             Arc::clone(&token_deps.cache),
             Duration::from_millis(settings.feed_catch_up_ms),
-        );
+        )
+        .await?;
         let system = ActorSystem::start(
             token_deps,
             |tokens| UserDeps {

@@ -47,6 +47,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "session_origin_and_account_deletion",
         sql: include_str!("../../sql/postgres/0005_session_origin_and_account_deletion.sql"),
     },
+    Migration {
+        version: 6,
+        name: "change_log",
+        sql: include_str!("../../sql/postgres/0006_change_log.sql"),
+    },
 ];
 
 pub(crate) const SQLITE: &[Migration] = &[
@@ -74,6 +79,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 5,
         name: "session_origin_and_account_deletion",
         sql: include_str!("../../sql/sqlite/0005_session_origin_and_account_deletion.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "change_log",
+        sql: include_str!("../../sql/sqlite/0006_change_log.sql"),
     },
 ];
 

@@ -239,11 +239,55 @@ pub struct BatchOutcome {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedEvent {
     /// The feed (re)connected and is listening. Changes committed while it
-    /// was not listening were not delivered: read them with
-    /// [`Store::changes_since`].
+    /// was not listening were not delivered: read them from the change log
+    /// with [`Store::changes_after`].
     Connected,
     /// Changes committed by some instance (this one included).
     Changes(Vec<SessionChange>),
+}
+
+/// How long the change log keeps an entry (pruned with the sessions, by
+/// [`Store::prune_change_log`]). A reader that has not read for longer may
+/// have lost entries and resyncs instead ([`ChangeRead::Lost`]). Fixed
+/// rather than a setting, so that every instance on one database agrees on
+/// it.
+pub(crate) const CHANGE_LOG_RETENTION_MS: i64 = 10 * 60 * 1000;
+
+/// Most change-log entries (one per batch statement) one read returns. A
+/// reader further behind resyncs ([`ChangeRead::Lost`]) rather than read
+/// an unbounded backlog: under full load one instance writes a few hundred
+/// entries a second, so this is tens of seconds of changes.
+pub(crate) const CHANGE_READ_MAX_ENTRIES: i64 = 10_000;
+
+/// Where a reader of the change log stands: every entry committed "before"
+/// it has been read. Opaque to callers; each backend fills it in its own way
+/// (PostgreSQL: the `xmax` of the snapshot of the last read, and the
+/// transactions that snapshot saw in progress, whose entries may commit
+/// later; SQLite: the last sequence number read).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChangeCursor {
+    pub(crate) after: i64,
+    pub(crate) pending: Vec<i64>,
+}
+
+/// What a read of the change log found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeRead {
+    /// Every session changed since the cursor, once, with its state after
+    /// the latest of those changes (possibly some read before, which is
+    /// harmless: changes commute), and the cursor to read from next.
+    Changes {
+        changes: Vec<SessionChange>,
+        next: ChangeCursor,
+    },
+    /// Entries after the cursor are gone (pruned: the reader was away
+    /// longer than the retention) or too many to read at once: the reader
+    /// must drop what it derived from earlier reads and start again at
+    /// `next`.
+    Lost {
+        next: ChangeCursor,
+        why: &'static str,
+    },
 }
 
 /// A signing key shared by every instance through the database.
@@ -315,11 +359,13 @@ pub trait AccountStore: Send + Sync {
     /// (published, like a batch's changes) and strips them of their origin,
     /// records an adopted account's old id as deleted (its old credentials
     /// are never honoured again), and deletes the user, so the e-mail is
-    /// free. The revoked rows stay until their lifetime ends (pruned like
-    /// any other), so an instance catching up with [`changes_since`] still
-    /// learns of the revocations. `None` if there is no such user.
+    /// free. The revocations are written to the change log like a batch's,
+    /// so an instance catching up with [`changes_after`] learns of them; the
+    /// revoked rows stay until their lifetime ends (pruned like any other),
+    /// so one that reads them through finds them revoked. `None` if there
+    /// is no such user.
     ///
-    /// [`changes_since`]: Store::changes_since
+    /// [`changes_after`]: Store::changes_after
     async fn delete_account(
         &self,
         user: UserId,
@@ -357,10 +403,21 @@ pub trait Store: AccountStore + Send + Sync + 'static {
     /// kind: creates, rotations, revocations, user revocations.
     async fn write_sessions(&self, batch: &[SessionWrite]) -> Result<BatchOutcome, StoreError>;
 
-    /// Sessions rotated or revoked at or after `since_ms` (by any
-    /// instance): the change feed's catch-up read, after every reconnect
-    /// and periodically.
-    async fn changes_since(&self, since_ms: i64) -> Result<Vec<SessionChange>, StoreError>;
+    /// The change log's current end: a reader starting here reads every
+    /// change committed from now on. Taken before a cache loads anything,
+    /// so nothing it loads can miss a change.
+    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError>;
+
+    /// The sessions rotated or revoked (by any instance; sign-ins are not
+    /// changes) whose change committed after `cursor`: the change feed's
+    /// catch-up read, after every reconnect and periodically. Reads the
+    /// change log by position, never the `sessions` table as a whole, and
+    /// never skips a change whose transaction commits after a later one.
+    async fn changes_after(&self, cursor: &ChangeCursor) -> Result<ChangeRead, StoreError>;
+
+    /// Deletes change-log entries written before `before_ms` (the caller
+    /// passes now minus [`CHANGE_LOG_RETENTION_MS`]); returns how many.
+    async fn prune_change_log(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     /// Deletes sessions whose lifetime ended before `before_ms`; returns
     /// how many.

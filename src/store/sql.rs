@@ -47,21 +47,40 @@ pub(super) const LIST_SESSIONS: &str = "SELECT id, created_at_ms, issued_at_ms, 
          OR (created_at_ms, id) < (CAST($3 AS BIGINT), $4)) \
      ORDER BY created_at_ms DESC, id DESC LIMIT $5";
 /// Revokes every live session of user `$2` at `$1`, returning their final
-/// states. `updated_at_ms` never moves backwards.
-pub(super) const REVOKE_ALL_OF_USER: &str = "UPDATE sessions SET revoked_at_ms = $1, \
-       updated_at_ms = CASE WHEN updated_at_ms < $1 THEN $1 ELSE updated_at_ms END \
-     WHERE user_id = $2 AND revoked_at_ms IS NULL \
-     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
+/// states. `updated_at_ms` never moves backwards. `$also_set`: more
+/// assignments of a backend's own (SQLite stamps its change sequence);
+/// PostgreSQL logs the changes by wrapping the statement in a CTE instead.
+macro_rules! revoke_all_of_user {
+    ($also_set:literal) => {
+        concat!(
+            "UPDATE sessions SET revoked_at_ms = $1, \
+               updated_at_ms = CASE WHEN updated_at_ms < $1 THEN $1 ELSE updated_at_ms END",
+            $also_set,
+            " WHERE user_id = $2 AND revoked_at_ms IS NULL \
+             RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL"
+        )
+    };
+}
+pub(super) use revoke_all_of_user;
+
 /// Every session of user `$2`, revoked ones included, loses its origin;
 /// the live ones are revoked at `$1`. The rows stay as tombstones until
-/// pruned.
-pub(super) const ENTOMB_SESSIONS: &str = "UPDATE sessions \
-     SET revoked_at_ms = COALESCE(revoked_at_ms, $1), \
-       updated_at_ms = CASE WHEN revoked_at_ms IS NULL AND updated_at_ms < $1 \
-         THEN $1 ELSE updated_at_ms END, \
-       client_address = NULL, user_agent = NULL \
-     WHERE user_id = $2 \
-     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
+/// pruned. `$also_set` as in [`revoke_all_of_user`].
+macro_rules! entomb_sessions {
+    ($also_set:literal) => {
+        concat!(
+            "UPDATE sessions \
+             SET revoked_at_ms = COALESCE(revoked_at_ms, $1), \
+               updated_at_ms = CASE WHEN revoked_at_ms IS NULL AND updated_at_ms < $1 \
+                 THEN $1 ELSE updated_at_ms END, \
+               client_address = NULL, user_agent = NULL",
+            $also_set,
+            " WHERE user_id = $2 \
+             RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL"
+        )
+    };
+}
+pub(super) use entomb_sessions;
 
 /// The stored HS256 secret (stored under the name `hs256`).
 pub(super) const LOAD_SECRET: &str = "SELECT value FROM service_secrets WHERE name = 'hs256'";
@@ -106,8 +125,8 @@ mod tests {
             SET_PASSWORD,
             LOAD_SESSION,
             LIST_SESSIONS,
-            REVOKE_ALL_OF_USER,
-            ENTOMB_SESSIONS,
+            revoke_all_of_user!(""),
+            entomb_sessions!(""),
             LOAD_SECRET,
             STORE_SECRET,
             LOAD_SIGNING_KEYS,

@@ -23,8 +23,8 @@
 //!   each kind in batch order), so both backends give the same outcomes and
 //!   changes for the same batch. The updates `RETURNING` the sessions'
 //!   final states give [`BatchOutcome::changes`] without a second read, and
-//!   set `updated_at_ms` (read by [`Store::changes_since`]) as PostgreSQL
-//!   does.
+//!   stamp the rows with the transaction's change sequence (`changelog`),
+//!   read by [`Store::changes_after`].
 //! - No change feed: one file means one instance, which learns its own
 //!   changes from [`BatchOutcome::changes`]; [`Store::subscribe`] is `None`.
 //! - [`Store::prune_sessions`] deletes in chunks, each its own short
@@ -43,12 +43,13 @@ use super::sql::{
     INSERT_SIGNING_KEY, LOAD_SECRET, LOAD_SESSION, LOAD_SIGNING_KEYS, STORE_SECRET, USER_BY_EMAIL,
 };
 use super::{
-    migrations, BatchOutcome, FeedEvent, NewUser, SessionWrite, SigningKeyRecord, Store,
-    StoreError, UserRecord, WriteOutcome,
+    migrations, BatchOutcome, ChangeCursor, ChangeRead, FeedEvent, NewUser, SessionWrite,
+    SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
 };
 use crate::domain::{Session, SessionChange, SessionId};
 
 mod accounts;
+mod changelog;
 mod rows;
 
 use rows::{session_from_row, user_from_row, uuid_at};
@@ -73,23 +74,21 @@ const CREATE_SESSION: &str = "INSERT INTO sessions \
 /// The updates return the final state of what they touched (a
 /// [`SessionChange`]). `updated_at_ms` never moves backwards.
 const ROTATE_SESSION: &str = "UPDATE sessions SET generation = ?2 + 1, issued_at_ms = ?3, \
-       updated_at_ms = max(updated_at_ms, ?3) \
+       updated_at_ms = max(updated_at_ms, ?3), change_seq = ?4 \
      WHERE id = ?1 AND generation = ?2 AND revoked_at_ms IS NULL \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
 /// Idempotent: revoking a revoked session keeps its first revocation time
 /// and `updated_at_ms`, but still counts as applied (and as a change).
 const REVOKE_SESSION: &str = "UPDATE sessions SET revoked_at_ms = COALESCE(revoked_at_ms, ?2), \
        updated_at_ms = CASE WHEN revoked_at_ms IS NULL \
-         THEN max(updated_at_ms, ?2) ELSE updated_at_ms END \
+         THEN max(updated_at_ms, ?2) ELSE updated_at_ms END, change_seq = ?3 \
      WHERE id = ?1 \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
 /// `?3` is the session spared (`scope: "others"`), `''` for none.
 const REVOKE_USER: &str = "UPDATE sessions SET revoked_at_ms = ?2, \
-       updated_at_ms = max(updated_at_ms, ?2) \
+       updated_at_ms = max(updated_at_ms, ?2), change_seq = ?4 \
      WHERE user_id = ?1 AND revoked_at_ms IS NULL AND id <> ?3 \
      RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
-const CHANGES_SINCE: &str = "SELECT id, generation, issued_at_ms, revoked_at_ms IS NOT NULL \
-     FROM sessions WHERE updated_at_ms >= ?1 ORDER BY updated_at_ms, id";
 const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE rowid IN \
      (SELECT rowid FROM sessions WHERE expires_at_ms < ?1 LIMIT ?2)";
 
@@ -251,6 +250,7 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
     let mut outcomes = vec![WriteOutcome::Conflict; batch.len()];
     let mut changes = ChangeSet::default();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let seq = changelog::next_seq(&tx)?;
     {
         let mut create = tx.prepare_cached(CREATE_SESSION)?;
         for (i, write) in batch.iter().enumerate() {
@@ -279,7 +279,7 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
             {
                 let change = rotate
                     .query_row(
-                        params![id.0.to_string(), from_generation, issued_at_ms],
+                        params![id.0.to_string(), from_generation, issued_at_ms, seq],
                         change_from_row,
                     )
                     .optional()?;
@@ -293,7 +293,10 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
         for (i, write) in batch.iter().enumerate() {
             if let SessionWrite::Revoke { id, revoked_at_ms } = write {
                 let change = revoke
-                    .query_row(params![id.0.to_string(), revoked_at_ms], change_from_row)
+                    .query_row(
+                        params![id.0.to_string(), revoked_at_ms, seq],
+                        change_from_row,
+                    )
                     .optional()?;
                 outcomes[i] = applied(change.is_some());
                 if let Some(change) = change {
@@ -311,7 +314,7 @@ fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Resul
             {
                 let keep = except.map(|id| id.0.to_string()).unwrap_or_default();
                 let rows = revoke_user.query_map(
-                    params![user_id.0.to_string(), revoked_at_ms, keep],
+                    params![user_id.0.to_string(), revoked_at_ms, keep, seq],
                     change_from_row,
                 )?;
                 for change in rows {
@@ -390,15 +393,24 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn changes_since(&self, since_ms: i64) -> Result<Vec<SessionChange>, StoreError> {
-        self.with_conn(&self.reader, "changes_since", move |conn| {
-            conn.prepare_cached(CHANGES_SINCE)
-                .and_then(|mut statement| {
-                    statement.query_map([since_ms], change_from_row)?.collect()
-                })
-                .map_err(|e| sqlite_error("changes_since", e))
+    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
+        self.with_conn(&self.reader, "change_cursor", |conn| {
+            changelog::cursor(conn).map_err(|e| sqlite_error("change_cursor", e))
         })
         .await
+    }
+
+    async fn changes_after(&self, cursor: &ChangeCursor) -> Result<ChangeRead, StoreError> {
+        let cursor = cursor.clone();
+        self.with_conn(&self.reader, "changes_after", move |conn| {
+            changelog::read_after(conn, &cursor).map_err(|e| sqlite_error("changes_after", e))
+        })
+        .await
+    }
+
+    /// Nothing to prune: positions are stamped on the sessions themselves.
+    async fn prune_change_log(&self, _before_ms: i64) -> Result<u64, StoreError> {
+        Ok(0)
     }
 
     async fn prune_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {

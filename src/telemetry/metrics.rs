@@ -27,6 +27,10 @@ pub const HTTP_DURATION: &str = "authd_http_request_duration_seconds";
 pub const ACTOR_RESTARTS: &str = "authd_actor_restarts_total";
 pub const SUPERVISOR_RESTARTS_LEFT: &str = "authd_supervisor_restarts_left";
 pub const CACHE_SESSIONS: &str = "authd_token_cache_sessions";
+pub const CACHE_CAPACITY: &str = "authd_token_cache_capacity";
+pub const CACHE_HITS: &str = "authd_token_cache_hits_total";
+pub const CACHE_MISSES: &str = "authd_token_cache_misses_total";
+pub const CACHE_EVICTIONS: &str = "authd_token_cache_evictions_total";
 pub const BATCH_SIZE: &str = "authd_session_batch_size";
 pub const BATCH_DURATION: &str = "authd_session_batch_duration_seconds";
 pub const BATCH_FAILURES: &str = "authd_session_batch_failures_total";
@@ -38,6 +42,8 @@ pub const FEED_CHANGES: &str = "authd_change_feed_changes_total";
 pub const FEED_RECONNECTS: &str = "authd_change_feed_connects_total";
 pub const FEED_UNANNOUNCED: &str = "authd_change_feed_unannounced_total";
 pub const FEED_CATCH_UPS: &str = "authd_change_feed_catch_ups_total";
+pub const FEED_RESYNCS: &str = "authd_change_feed_resyncs_total";
+pub const FEED_CATCH_UP_DURATION: &str = "authd_change_feed_catch_up_duration_seconds";
 pub const RATE_LIMITED: &str = "authd_rate_limited_total";
 pub const RATE_LIMIT_TABLE_FULL: &str = "authd_rate_limit_table_full_total";
 pub const REUSE_DETECTED: &str = "authd_token_reuse_detected_total";
@@ -82,7 +88,15 @@ pub const FAMILIES: &[Family] = &[
     family(SUPERVISOR_RESTARTS_LEFT, Kind::Gauge, Unit::Count,
         "Failures an actor may still have within restart_window_secs before the supervisor gives up and authd exits, by actor (0: the next one stops authd)."),
     family(CACHE_SESSIONS, Kind::Gauge, Unit::Count,
-        "Sessions held in the token cache."),
+        "Sessions held in the token cache (never more than authd_token_cache_capacity)."),
+    family(CACHE_CAPACITY, Kind::Gauge, Unit::Count,
+        "Most sessions the token cache holds (session_cache_capacity); past it, the least recently used are evicted."),
+    family(CACHE_HITS, Kind::Counter, Unit::Count,
+        "Session lookups answered from the token cache."),
+    family(CACHE_MISSES, Kind::Counter, Unit::Count,
+        "Session lookups the token cache could not answer (read through from the database)."),
+    family(CACHE_EVICTIONS, Kind::Counter, Unit::Count,
+        "Sessions evicted from the full token cache to make room (read through again when next used)."),
     family(BATCH_SIZE, Kind::Histogram, Unit::Count,
         "Session writes committed together in one batch."),
     family(BATCH_DURATION, Kind::Histogram, Unit::Seconds,
@@ -105,6 +119,10 @@ pub const FAMILIES: &[Family] = &[
         "Session changes committed but not announced to other instances (they see them at their next catch-up read)."),
     family(FEED_CATCH_UPS, Kind::Counter, Unit::Count,
         "Catch-up reads of the session change log."),
+    family(FEED_RESYNCS, Kind::Counter, Unit::Count,
+        "Times the change feed lost its place in the change log (pruned, too far behind, or read too long ago) and emptied the session cache instead."),
+    family(FEED_CATCH_UP_DURATION, Kind::Histogram, Unit::Seconds,
+        "Seconds one catch-up read of the session change log took."),
     family(RATE_LIMITED, Kind::Counter, Unit::Count,
         "Password checks and sign-ups refused by the rate limits (429)."),
     family(RATE_LIMIT_TABLE_FULL, Kind::Counter, Unit::Count,
@@ -133,6 +151,7 @@ const STARTED_AT_ZERO: &[&str] = &[
     HASH_REJECTED,
     BATCH_FAILURES,
     FEED_UNANNOUNCED,
+    FEED_RESYNCS,
 ];
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();

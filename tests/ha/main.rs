@@ -307,11 +307,13 @@ async fn authd_follows_the_primary_through_failover_switchover_etcd_and_node_los
         // primary died; its retry, after the failover, gets the same
         // successor inside this window instead of counting as reuse.
         ("AUTHD_REFRESH_GRACE_MS", "60000"),
-        // No periodic catch-up read within the test: what an instance
-        // missed while its listener was down reaches it only through the
-        // read after the listener reconnected, and later revocations only
-        // through notifications on the new primary.
-        ("AUTHD_FEED_CATCH_UP_MS", "600000"),
+        // The longest interval between periodic catch-up reads authd
+        // accepts (2 min, well inside the change log's retention), so that
+        // what an instance missed while its listener was down reaches it
+        // through the read after the listener reconnected, and later
+        // revocations through notifications on the new primary, and hardly
+        // ever through a periodic read.
+        ("AUTHD_FEED_CATCH_UP_MS", "120000"),
     ];
     let a = ChildApp::start_with(&scratch, 1, &overrides).await;
     let b = ChildApp::start_with(&scratch, 2, &overrides).await;

@@ -2,7 +2,8 @@
 //! instance within a second, concurrent refreshes of one token on two
 //! instances produce one successor, an instance that lost its listener
 //! catches up, one that never hears a notification catches up by its
-//! periodic read, and "log out everywhere" works across instances.
+//! periodic read, "log out everywhere" works across instances, and a
+//! session cache far smaller than the sessions in use stays correct.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +20,17 @@ async fn cluster(n: usize) -> Option<(Arc<TestDb>, Vec<TestApp>)> {
         apps.push(TestApp::spawn_on(Arc::clone(&db), &[]).await);
     }
     Some((db, apps))
+}
+
+/// Waits until `app`'s change feed has connected and read the change log
+/// once.
+async fn caught_up(app: &TestApp) {
+    wait_for(
+        "the change feed's first catch-up",
+        Duration::from_secs(30),
+        || async { (app.services.tokens.catch_ups() >= 1).then_some(()) },
+    )
+    .await;
 }
 
 /// Waits until `token` is refused by `app`'s /authorize; returns how long.
@@ -118,6 +130,10 @@ async fn lost_notifications_are_caught_up_within_the_read_interval() {
     // what B would see without its periodic read.
     let b = TestApp::spawn_on(Arc::clone(&db), &[("AUTHD_FEED_CATCH_UP_MS", "300")]).await;
     let c = TestApp::spawn_on(Arc::clone(&db), &[("AUTHD_FEED_CATCH_UP_MS", "60000")]).await;
+    // C's one read before a minute has passed is the one after its feed
+    // connects: wait for it, or (on a slow machine) it could land after
+    // A's revocation below and read it.
+    caught_up(&c).await;
     let token = a.signed_up(&email()).await;
     let rotated = a.signed_up(&email()).await;
     for app in [&b, &c] {
@@ -294,4 +310,83 @@ async fn account_deletion_reaches_every_instance_even_one_that_missed_it() {
     // The e-mail signs up again, on any instance.
     let again = b.signed_up(&user).await;
     c.authorized(&again).await;
+}
+
+/// Two instances whose caches hold two sessions each, serving many more:
+/// every session is evicted and read through again and again, and every
+/// answer is still the database's (revocation, rotation, reuse detection,
+/// the grace window), on both instances, with notifications or without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tiny_session_cache_stays_correct_across_instances() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let tiny = [
+        ("AUTHD_SESSION_CACHE_CAPACITY", "2"),
+        ("AUTHD_FEED_CATCH_UP_MS", "200"),
+        // The grace window checks below run well within it.
+        ("AUTHD_REFRESH_GRACE_MS", "10000"),
+    ];
+    let a = TestApp::spawn_on(Arc::clone(&db), &tiny).await;
+    let b = TestApp::spawn_on(Arc::clone(&db), &tiny).await;
+    let tokens: Vec<String> = {
+        let mut tokens = Vec::new();
+        for _ in 0..8 {
+            tokens.push(a.signed_up(&email()).await);
+        }
+        tokens
+    };
+    // Everything is authorized on both, through caches of two.
+    for app in [&a, &b] {
+        for token in &tokens {
+            app.authorized(token).await;
+        }
+        assert!(app.services.tokens.cached_sessions() <= 2);
+    }
+
+    // Revoked on A while evicted on B: refused on B.
+    a.revoke(&tokens[0]).await;
+    b.authorized(&tokens[5]).await;
+    b.authorized(&tokens[6]).await;
+    refused_within(&b, &tokens[0], Duration::from_secs(5)).await;
+
+    // Rotated on B, the session evicted on A since: A refuses the old
+    // token and accepts the new one.
+    let successor = b.refreshed(&tokens[1]).await;
+    for token in &tokens[4..8] {
+        a.authorized(token).await;
+    }
+    a.authorized(&successor).await;
+    refused_within(&a, &tokens[1], Duration::from_secs(5)).await;
+
+    // Grace window across instances and evictions: presenting the rotated
+    // token again at once gets the same successor, on either instance.
+    let again_on_a = a.refresh(&tokens[1]).await.token(200);
+    let again_on_b = b.refresh(&tokens[1]).await.token(200);
+    assert_eq!(again_on_a, successor);
+    assert_eq!(again_on_b, successor);
+
+    // Without notifications, through the catch-up read alone.
+    a.services.tokens.drop_notifications(true);
+    a.revoke(&tokens[2]).await;
+    for token in &tokens[4..8] {
+        b.authorized(token).await;
+    }
+    refused_within(&b, &tokens[2], Duration::from_secs(5)).await;
+    a.services.tokens.drop_notifications(false);
+
+    // Reuse detection (a token two rotations old), the session evicted
+    // everywhere in between: the session ends on both instances.
+    let rotated = a.refreshed(&tokens[3]).await;
+    let rotated = b.refreshed(&rotated).await;
+    for app in [&a, &b] {
+        for token in &tokens[4..8] {
+            app.authorized(token).await;
+        }
+    }
+    b.refresh(&tokens[3]).await.unauthorized(&["token_reused"]);
+    for app in [&a, &b] {
+        refused_within(app, &rotated, Duration::from_secs(5)).await;
+        assert!(app.services.tokens.cached_sessions() <= 2);
+    }
 }

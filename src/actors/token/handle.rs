@@ -181,4 +181,17 @@ impl TokenHandle {
     pub fn drop_notifications(&self, on: bool) {
         self.store.drop_notifications(on);
     }
+
+    /// Test hook: how many catch-up reads of the change log (and resyncs)
+    /// this instance's cache has folded in.
+    #[cfg(feature = "test-hooks")]
+    pub fn catch_ups(&self) -> u64 {
+        self.cache.catch_ups()
+    }
+
+    /// Test hook: sessions in this instance's cache.
+    #[cfg(feature = "test-hooks")]
+    pub fn cached_sessions(&self) -> usize {
+        self.cache.len()
+    }
 }

@@ -95,14 +95,11 @@ impl TokenState {
                 let deps = Arc::clone(&self.deps);
                 tokio::spawn(async move {
                     let answer = match load_into_cache(&deps, id).await {
-                        Ok(true) => match deps.cache.get(id) {
-                            Some(s) if s.user_id == user_id && s.is_live(now_ms()) => {
-                                let tokens = TokenHandle::new(&deps);
-                                own_revoked(tokens.revoke_session(id).await)
-                            }
-                            _ => Ok(false),
-                        },
-                        Ok(false) => Ok(false),
+                        Ok(Some(s)) if s.user_id == user_id && s.is_live(now_ms()) => {
+                            let tokens = TokenHandle::new(&deps);
+                            own_revoked(tokens.revoke_session(id).await)
+                        }
+                        Ok(_) => Ok(false),
                         Err(e) => Err(e),
                     };
                     let _ = reply.send(answer);

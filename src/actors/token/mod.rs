@@ -13,7 +13,8 @@
 //! [`legacy`].
 //!
 //! The actor's own loop never awaits I/O: cache misses are read through by
-//! a task that re-sends the request when the session is loaded, and a
+//! a task that re-sends the request with the state it loaded (the cache is
+//! bounded and may have evicted it again by then), and a
 //! refresh of a session whose rotation is still in flight is parked until
 //! that rotation settles (then it is, typically, a grace-window duplicate).
 //! Because the loop is the only place decisions are made, two refreshes of
@@ -44,7 +45,7 @@ use crate::domain::{
 use crate::fault::Fault;
 use crate::keys::KeyRing;
 use crate::sessions::{BatchLimits, SessionCache, SessionWriter};
-use crate::store::{SessionWrite, Store, WriteOutcome};
+use crate::store::{SessionWrite, Store, WriteOutcome, CHANGE_LOG_RETENTION_MS};
 
 /// A request is re-dispatched at most this often (after a read-through or
 /// a lost race with another instance) before it gives up with 503.
@@ -297,6 +298,9 @@ impl TokenState {
         let evicted = self.deps.cache.prune(now);
         let store = Arc::clone(&self.deps.store);
         tokio::spawn(async move {
+            if let Err(e) = store.prune_change_log(now - CHANGE_LOG_RETENTION_MS).await {
+                tracing::warn!(event = "prune_failed", error = %e, "pruning the change log failed");
+            }
             match store.prune_sessions(now).await {
                 Ok(deleted) => tracing::info!(
                     event = "sessions_pruned",
@@ -312,15 +316,12 @@ impl TokenState {
     }
 }
 
-/// Reads a session's committed state and folds it into the cache: merged
-/// rather than overwritten, since a change folded in while we were reading
-/// may be newer than what we read. Returns whether the session exists; one
-/// that does not (pruned) leaves the cache.
-async fn load_into_cache(deps: &TokenDeps, id: SessionId) -> Result<bool, TokenFailure> {
+/// Reads a session's committed state through the cache (see
+/// [`SessionCache::read_through`]). `None`: the database no longer has it
+/// (pruned), and neither has the cache.
+async fn load_into_cache(deps: &TokenDeps, id: SessionId) -> Result<Option<Session>, TokenFailure> {
     // The store bounds its own operations (`db_timeout`).
-    let loaded = deps.store.load_session(id).await?;
-    deps.cache.fold_loaded(id, loaded.as_ref());
-    Ok(loaded.is_some())
+    Ok(deps.cache.read_through(&*deps.store, id).await?)
 }
 
 pub(super) fn sign(codec: &TokenCodec, session: &Session) -> Result<IssuedToken, TokenFailure> {

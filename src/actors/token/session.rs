@@ -6,7 +6,9 @@
 //!
 //! Each starts from the session's committed state in the cache
 //! ([`TokenState::session_for`]); a session not cached, or older there than
-//! the token says, is read through by a task that re-sends the request.
+//! the token says, is read through by a task that re-sends the request
+//! with the state it loaded, which stands in for the cache's if the
+//! (bounded) cache has evicted the session again meanwhile.
 
 use std::sync::Arc;
 
@@ -19,11 +21,14 @@ use crate::fault::Fault;
 use crate::store::{SessionWrite, WriteOutcome};
 
 /// A request about the session of a verified token: its claims, how often
-/// it has been re-sent (after a read-through or a lost race), and where the
-/// answer goes.
+/// it has been re-sent (after a read-through or a lost race), the state a
+/// read-through found, and where the answer goes.
 pub struct SessionAsk<T> {
     claims: Claims,
     attempts: u8,
+    /// The session's committed state as a read-through just found it, for
+    /// when the cache (bounded) has already evicted it again.
+    loaded: Option<Session>,
     reply: Reply<T>,
 }
 
@@ -32,6 +37,7 @@ impl<T> SessionAsk<T> {
         SessionAsk {
             claims,
             attempts: 0,
+            loaded: None,
             reply,
         }
     }
@@ -45,10 +51,12 @@ impl<T> SessionAsk<T> {
         self.answer(Err(failure));
     }
 
-    /// The same request, sent once more.
-    fn again(self) -> Self {
+    /// The same request, sent once more with the state a read-through
+    /// found (`None`: the cache's is the one to use).
+    fn again(self, loaded: Option<Session>) -> Self {
         SessionAsk {
             attempts: self.attempts + 1,
+            loaded,
             ..self
         }
     }
@@ -179,10 +187,13 @@ impl TokenState {
     /// answered (a token naming another user's session).
     fn session_for<T: Send + 'static>(
         &mut self,
-        ask: SessionAsk<T>,
+        mut ask: SessionAsk<T>,
         resend: Resend<T>,
     ) -> Option<(Session, SessionAsk<T>)> {
-        let session = match self.deps.cache.get(ask.claims.sid) {
+        // The cache's state when it has the session (it may be newer than
+        // a read-through's), else what the read-through loaded.
+        let loaded = ask.loaded.take();
+        let session = match self.deps.cache.get(ask.claims.sid).or(loaded) {
             Some(session) if ask.claims.generation <= session.generation => session,
             // Not cached, or a generation newer than the cached one:
             // another instance rotated this session and its change has not
@@ -231,8 +242,8 @@ impl TokenState {
                             Ok(_) if ask.attempts + 1 >= MAX_ATTEMPTS => {
                                 ask.fail(Fault::unavailable("session is contended").into())
                             }
-                            Ok(_) => {
-                                deps.slot.cast(TokenMsg::Refresh(ask.again()));
+                            Ok(loaded) => {
+                                deps.slot.cast(TokenMsg::Refresh(ask.again(loaded)));
                             }
                         }
                     });
@@ -246,7 +257,7 @@ impl TokenState {
     }
 
     /// Loads a session's committed state into the cache (merged with what
-    /// is there), then re-sends the request.
+    /// is there), then re-sends the request with that state.
     fn read_through<T: Send + 'static>(&mut self, ask: SessionAsk<T>, resend: Resend<T>) {
         if ask.attempts >= MAX_ATTEMPTS {
             return ask.fail(TokenFailure::Refused(TokenRefusal::Invalid));
@@ -256,8 +267,8 @@ impl TokenState {
             match load_into_cache(&deps, ask.claims.sid).await {
                 // If the actor is down, the request (and its reply port)
                 // is dropped and the caller gets 503.
-                Ok(true) => drop(deps.slot.cast(resend(ask.again()))),
-                Ok(false) => ask.fail(TokenFailure::Refused(TokenRefusal::Invalid)),
+                Ok(Some(loaded)) => drop(deps.slot.cast(resend(ask.again(Some(loaded))))),
+                Ok(None) => ask.fail(TokenFailure::Refused(TokenRefusal::Invalid)),
                 Err(e) => ask.fail(e),
             }
         });

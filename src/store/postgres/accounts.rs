@@ -4,10 +4,11 @@
 //! commit, each in one transaction of its own that also publishes the
 //! revocations on the change feed (`NOTIFY`, delivered at commit).
 
+use super::changelog::logged;
 use super::rows::summary_from_row;
 use super::*;
 use crate::store::sql::{
-    DELETE_USER, ENTOMB_SESSIONS, LIST_SESSIONS, REVOKE_ALL_OF_USER, SET_PASSWORD, USER_BY_ID,
+    entomb_sessions, revoke_all_of_user, DELETE_USER, LIST_SESSIONS, SET_PASSWORD, USER_BY_ID,
 };
 use crate::store::AccountStore;
 
@@ -16,6 +17,10 @@ use crate::store::AccountStore;
 /// before is seen by the revocation that follows, and every later create
 /// finds the state after this transaction.
 const LOCK_USER: &str = "SELECT legacy_id FROM users WHERE id = $1 FOR UPDATE";
+/// Like a batch's revocations, each writes a change-log entry of what it
+/// revoked, in the same statement.
+const REVOKE_ALL_OF_USER: &str = logged!(revoke_all_of_user!(""));
+const ENTOMB_SESSIONS: &str = logged!(entomb_sessions!(""));
 const MARK_LEGACY_DELETED: &str = "INSERT INTO legacy_deleted (legacy_id, deleted_at_ms) \
      VALUES ($1, $2) ON CONFLICT (legacy_id) DO NOTHING";
 

@@ -22,9 +22,10 @@
 //!   one successor; under READ COMMITTED the loser re-checks the condition
 //!   against the winner's row and updates nothing. "Logout everywhere"
 //!   ([`SessionWrite::RevokeUser`]) is one more statement for all the users
-//!   of the batch. Every rotation and revocation also sets
-//!   `sessions.updated_at_ms` to the write's own time (never moving it
-//!   backwards), which is what [`Store::changes_since`] reads.
+//!   of the batch. Every statement that rotates or revokes sessions also
+//!   writes one entry listing them to the change log (`session_changes`),
+//!   in the same statement, which is what [`Store::changes_after`] reads
+//!   (`changelog` explains how it reads by position without skipping).
 //! - Change publication: a batch's transaction does not notify. Once it
 //!   committed, the final states of what it rotated or revoked (taken from
 //!   the `RETURNING` of the updates) go to the publisher (`publisher`), one
@@ -38,7 +39,7 @@
 //!   `sessions::BatchLimits`). Listeners still only hear of committed
 //!   changes, but at most once and not atomically with the commit (a crash
 //!   in between loses the notification), so every listener also catches up
-//!   by reading [`Store::changes_since`] periodically (`sessions::feed`).
+//!   by reading [`Store::changes_after`] periodically (`sessions::feed`).
 //!   Payloads are text lines `"<uuid> <generation> <issued_at_ms> <0|1>"`
 //!   (`encode_changes`), split so each stays under PostgreSQL's 8000-byte
 //!   limit; all the chunks go out in one statement.
@@ -49,7 +50,7 @@
 //!   only way to see notifications) and forwards them. Notifications are
 //!   at most once: those sent while the feed was down are lost, so after
 //!   every (re)connection it first emits [`FeedEvent::Connected`] and the
-//!   consumer catches up with [`Store::changes_since`]. The connection is
+//!   consumer catches up with [`Store::changes_after`]. The connection is
 //!   otherwise idle, so it re-issues its `LISTEN` every 30 s
 //!   (`FEED_HEARTBEAT`) to notice a silently dead server within a timeout
 //!   rather than at the next TCP keepalive (hours). On loss it logs a
@@ -68,6 +69,7 @@ use tokio_postgres::{AsyncMessage, Connection, Row, Socket};
 use uuid::Uuid;
 
 mod accounts;
+mod changelog;
 mod errors;
 mod feed;
 mod legacy;
@@ -98,8 +100,8 @@ use super::sql::{
     INSERT_SIGNING_KEY, LOAD_SECRET, LOAD_SESSION, LOAD_SIGNING_KEYS, STORE_SECRET, USER_BY_EMAIL,
 };
 use super::{
-    migrations, BatchOutcome, FeedEvent, LegacyStore, NewUser, SessionWrite, SigningKeyRecord,
-    Store, StoreError, UserRecord, WriteOutcome,
+    migrations, BatchOutcome, ChangeCursor, ChangeRead, FeedEvent, LegacyStore, NewUser,
+    SessionWrite, SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
 };
 use crate::domain::{Session, SessionChange, SessionCursor, SessionId, SessionSummary, UserId};
 use crate::settings::PostgresTarget;
@@ -138,8 +140,6 @@ const INSERT_USER: &str =
 
 /// One notification per payload, all in one round trip.
 const NOTIFY_CHANGES: &str = "SELECT pg_notify($1, p) FROM UNNEST($2::text[]) AS p";
-const CHANGES_SINCE: &str = "SELECT id, generation, issued_at_ms, revoked_at_ms IS NOT NULL \
-     FROM sessions WHERE updated_at_ms >= $1 ORDER BY updated_at_ms, id";
 const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE id IN \
      (SELECT id FROM sessions WHERE expires_at_ms < $1 LIMIT $2)";
 
@@ -370,16 +370,16 @@ impl Store for PostgresStore {
         })
     }
 
-    async fn changes_since(&self, since_ms: i64) -> Result<Vec<SessionChange>, StoreError> {
-        let rows = self
-            .on_connection("changes_since", move |c| {
-                Box::pin(async move {
-                    let statement = c.prepare_cached(CHANGES_SINCE).await?;
-                    c.query(&statement, &[&since_ms]).await
-                })
-            })
-            .await?;
-        rows.iter().map(change_from_row).collect()
+    async fn change_cursor(&self) -> Result<ChangeCursor, StoreError> {
+        self.read_change_cursor().await
+    }
+
+    async fn changes_after(&self, cursor: &ChangeCursor) -> Result<ChangeRead, StoreError> {
+        self.read_changes_after(cursor).await
+    }
+
+    async fn prune_change_log(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.delete_old_changes(before_ms).await
     }
 
     async fn prune_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {

@@ -28,8 +28,8 @@ fn fresh_name() -> String {
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A fresh database, dropped (best effort) when the test ends.
-struct TestDb {
-    name: String,
+pub(super) struct TestDb {
+    pub(super) name: String,
 }
 
 impl Fixture for TestDb {

@@ -3,6 +3,7 @@
 
 use std::collections::hash_map::Entry;
 
+use super::changelog::logged;
 use super::*;
 
 /// Creates skip (and report as conflicts) ids that already exist and users
@@ -23,32 +24,42 @@ const CREATE_SESSIONS: &str = "INSERT INTO sessions \
      ON CONFLICT (id) DO NOTHING \
      RETURNING id";
 /// The updates return the final state of what they touched (a
-/// [`SessionChange`]); the id comes first, for the outcomes.
-const ROTATE_SESSIONS: &str = "UPDATE sessions s \
+/// [`SessionChange`]); the id comes first, for the outcomes. Each also
+/// writes one change-log entry listing the sessions it changed and their
+/// final states ([`logged!`]), in the same statement and so the same
+/// transaction: a catch-up read sees the entry exactly when the changes
+/// are committed. The log is a separate table, so the rotations stay HOT.
+const ROTATE_SESSIONS: &str = logged!(
+    "UPDATE sessions s \
      SET generation = v.from_gen + 1, issued_at_ms = v.issued, \
        updated_at_ms = GREATEST(s.updated_at_ms, v.issued) \
      FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[]) AS v(id, from_gen, issued) \
      WHERE s.id = v.id AND s.generation = v.from_gen AND s.revoked_at_ms IS NULL \
-     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
+     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL"
+);
 /// Idempotent: revoking a revoked session keeps its first revocation time
 /// and `updated_at_ms`, but still counts as applied (and as a change).
-const REVOKE_SESSIONS: &str = "UPDATE sessions s \
+const REVOKE_SESSIONS: &str = logged!(
+    "UPDATE sessions s \
      SET revoked_at_ms = COALESCE(s.revoked_at_ms, v.at), \
        updated_at_ms = CASE WHEN s.revoked_at_ms IS NULL \
          THEN GREATEST(s.updated_at_ms, v.at) ELSE s.updated_at_ms END \
      FROM UNNEST($1::uuid[], $2::bigint[]) AS v(id, at) \
      WHERE s.id = v.id \
-     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
+     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL"
+);
 /// Also closes the old service's tokens of those users (see
 /// `users.legacy_tokens_closed`), in the same statement. `keep` is the
 /// session spared (`scope: "others"`), the nil UUID for none.
-const REVOKE_USERS: &str = "WITH closed AS (UPDATE users SET legacy_tokens_closed = true \
-       WHERE id = ANY($1::uuid[]) AND NOT legacy_tokens_closed) \
-     UPDATE sessions s \
+const REVOKE_USERS: &str = logged!(
+    "closed AS (UPDATE users SET legacy_tokens_closed = true \
+       WHERE id = ANY($1::uuid[]) AND NOT legacy_tokens_closed), ",
+    "UPDATE sessions s \
      SET revoked_at_ms = v.at, updated_at_ms = GREATEST(s.updated_at_ms, v.at) \
      FROM UNNEST($1::uuid[], $2::bigint[], $3::uuid[]) AS v(user_id, at, keep) \
      WHERE s.user_id = v.user_id AND s.revoked_at_ms IS NULL AND s.id <> v.keep \
-     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL";
+     RETURNING s.id, s.generation, s.issued_at_ms, s.revoked_at_ms IS NOT NULL"
+);
 
 /// A batch of session writes regrouped into the arrays of one statement per
 /// kind. Rotations of the same session are split into rounds (the second

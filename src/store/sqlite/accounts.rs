@@ -7,12 +7,18 @@ use async_trait::async_trait;
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
 use super::rows::{summary_from_row, user_from_row};
-use super::{change_from_row, sqlite_error, SqliteStore};
+use super::{change_from_row, changelog, sqlite_error, SqliteStore};
 use crate::domain::{SessionChange, SessionCursor, SessionSummary, UserId};
 use crate::store::sql::{
-    DELETE_USER, ENTOMB_SESSIONS, LIST_SESSIONS, REVOKE_ALL_OF_USER, SET_PASSWORD, USER_BY_ID,
+    entomb_sessions, revoke_all_of_user, DELETE_USER, LIST_SESSIONS, SET_PASSWORD, USER_BY_ID,
 };
 use crate::store::{AccountStore, StoreError, UserRecord};
+
+/// Each stamps the rows it changes with the transaction's change sequence
+/// (taken by `changelog::next_seq` first), as a batch does.
+const REVOKE_ALL_OF_USER: &str =
+    revoke_all_of_user!(", change_seq = (SELECT seq FROM change_counter)");
+const ENTOMB_SESSIONS: &str = entomb_sessions!(", change_seq = (SELECT seq FROM change_counter)");
 
 #[async_trait]
 impl AccountStore for SqliteStore {
@@ -62,6 +68,7 @@ impl AccountStore for SqliteStore {
                 if tx.execute(SET_PASSWORD, params![hash, user])? == 0 {
                     return Ok(None);
                 }
+                changelog::next_seq(&tx)?;
                 let changes = tx
                     .prepare(REVOKE_ALL_OF_USER)?
                     .query_map(params![now_ms, user], change_from_row)?
@@ -83,6 +90,7 @@ impl AccountStore for SqliteStore {
         self.with_conn(&self.writer, "delete_account", move |conn| {
             let mut work = || -> rusqlite::Result<Option<Vec<SessionChange>>> {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                changelog::next_seq(&tx)?;
                 let changes = tx
                     .prepare(ENTOMB_SESSIONS)?
                     .query_map(params![now_ms, user], change_from_row)?
