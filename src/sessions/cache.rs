@@ -7,7 +7,7 @@
 //!
 //! | change | method | caller |
 //! |---|---|---|
-//! | a session this instance created, now durable | [`SessionCache::insert_committed`] | `TokenActor` (issue) |
+//! | a session this instance created, now durable | [`SessionCache::insert_committed`] | `TokenActor` (issue), `TokenHandle::issue_committed` (sign-up) |
 //! | the changes of a batch this instance committed | [`SessionCache::merge_batch`] | the [writer](super::writer) |
 //! | changes another instance committed | [`SessionCache::merge_from_peer`] | the [feed](super::feed) |
 //! | revocations of a password change or account deletion this instance committed | [`SessionCache::merge_account_revocations`] | `TokenHandle::sessions_revoked` (`UserActor`: password change, account deletion) |
