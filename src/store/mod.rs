@@ -362,7 +362,8 @@ pub trait Store: AccountStore + Send + Sync + 'static {
     /// A cheap round trip, used by `DbHealthActor`.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Inserts a user and returns its integer id;
+    /// Inserts a user alone (a sign-up stores its first session with it:
+    /// [`Store::sign_up`]) and returns its integer id;
     /// [`StoreError::EmailTaken`] if the address is taken.
     async fn insert_user(&self, user: &NewUser) -> Result<i64, StoreError>;
 
