@@ -8,7 +8,7 @@
 //!
 //! | change | method | caller |
 //! |---|---|---|
-//! | a session this instance created, now durable | [`SessionCache::insert_committed`] | `TokenActor` (issue) |
+//! | a session this instance created, now durable | [`SessionCache::insert_committed`] | `TokenActor` (issue), `TokenHandle::issue_committed` (sign-up) |
 //! | the changes of a batch this instance committed | [`SessionCache::merge_batch`] | the [writer](super::writer) |
 //! | changes another instance committed, as announced | [`SessionCache::merge_from_peer`] | the [feed](super::feed) |
 //! | changes read from the change log | [`SessionCache::merge_caught_up`] | the [feed](super::feed) |

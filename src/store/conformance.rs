@@ -17,11 +17,13 @@ use WriteOutcome::{Applied, Conflict};
 
 mod accounts;
 mod changes;
+mod signup;
 pub(crate) use accounts::{
     deleting_a_user_leaves_revoked_tombstones, password_change_revokes_every_session,
     revoke_user_can_spare_one_session, sessions_are_listed_newest_first_by_page,
 };
 pub(crate) use changes::{changes_after, changes_after_reads_each_change_once_from_the_position};
+pub(crate) use signup::sign_up_stores_user_and_session_together;
 
 /// What a backend's tests provide for the suite to run on that backend.
 pub(crate) trait Fixture: Sized {
@@ -58,6 +60,7 @@ macro_rules! suite {
     ($fixture:ty) => {
         $crate::store::conformance::suite!(@each $fixture;
             users,
+            sign_up_stores_user_and_session_together,
             sessions_and_batches,
             revoke_user_revokes_only_that_users_live_sessions,
             changes_after_reads_each_change_once_from_the_position,

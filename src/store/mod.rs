@@ -63,6 +63,32 @@ pub struct NewUser {
     pub password_hash: String,
 }
 
+/// The first session of a user signing up, stored with the user's row by
+/// [`Store::sign_up`]. Its `user_int_id` is the one the new row gets, known
+/// only once it is inserted.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: SessionId,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub origin: SessionOrigin,
+}
+
+impl NewSession {
+    /// The session as stored for `user`, whose row got `int_id`.
+    pub(crate) fn stored(&self, user: UserId, int_id: i64) -> Session {
+        Session {
+            id: self.id,
+            user_id: user,
+            user_int_id: int_id,
+            generation: 0,
+            issued_at_ms: self.issued_at_ms,
+            expires_at_ms: self.expires_at_ms,
+            revoked: false,
+        }
+    }
+}
+
 /// A stored user.
 #[derive(Debug, Clone)]
 pub struct UserRecord {
@@ -198,8 +224,9 @@ pub trait LegacyStore: Send + Sync {
 /// commit) and hands a whole batch to [`Store::write_sessions`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionWrite {
-    /// A new session (sign-in, sign-up, password change, old token
-    /// exchanged) and where it was started.
+    /// A new session (sign-in, password change, old token exchanged) and
+    /// where it was started. A sign-up's first session is stored with its
+    /// user instead ([`Store::sign_up`]).
     Create(Session, SessionOrigin),
     /// Rotate `id` from generation `from_generation` to the next one, issued
     /// at `issued_at_ms`. Conditional: applies only if the stored generation
@@ -381,9 +408,19 @@ pub trait Store: AccountStore + Send + Sync + 'static {
     /// A cheap round trip, used by `DbHealthActor`.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    /// Inserts a user and returns its integer id;
+    /// Inserts a user alone (a sign-up stores its first session with it:
+    /// [`Store::sign_up`]) and returns its integer id;
     /// [`StoreError::EmailTaken`] if the address is taken.
     async fn insert_user(&self, user: &NewUser) -> Result<i64, StoreError>;
+
+    /// A sign-up: inserts the user and its first session in one
+    /// transaction, so that either both are stored or neither is (a
+    /// sign-up that failed, unavailable, can be retried without finding
+    /// its address taken). Returns the session as stored.
+    /// [`StoreError::EmailTaken`] if the address is taken (nothing is
+    /// stored). The session is created, not changed: nothing is announced
+    /// on the change feed, as for a batch's creates.
+    async fn sign_up(&self, user: &NewUser, session: &NewSession) -> Result<Session, StoreError>;
 
     /// The user stored under exactly this e-mail (authd's own accounts are
     /// stored normalised; see [`Email`]).

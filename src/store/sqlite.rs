@@ -43,14 +43,15 @@ use super::sql::{
     INSERT_SIGNING_KEY, LOAD_SECRET, LOAD_SESSION, LOAD_SIGNING_KEYS, STORE_SECRET, USER_BY_EMAIL,
 };
 use super::{
-    migrations, BatchOutcome, ChangeCursor, ChangeRead, FeedEvent, NewUser, SessionWrite,
-    SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
+    migrations, BatchOutcome, ChangeCursor, ChangeRead, FeedEvent, NewSession, NewUser,
+    SessionWrite, SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
 };
 use crate::domain::{Session, SessionChange, SessionId};
 
 mod accounts;
 mod changelog;
 mod rows;
+mod signup;
 
 use rows::{session_from_row, user_from_row, uuid_at};
 
@@ -360,6 +361,10 @@ impl Store for SqliteStore {
             }
         })
         .await
+    }
+
+    async fn sign_up(&self, user: &NewUser, session: &NewSession) -> Result<Session, StoreError> {
+        self.insert_user_and_session(user, session).await
     }
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {

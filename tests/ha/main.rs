@@ -15,7 +15,8 @@
 //! During a switch authd may answer 503, never anything else; it serves
 //! again within [`RECOVERY_LIMIT`]; every acknowledged rotation and
 //! revocation is on the new primary and honoured by both instances; a
-//! revocation on one instance reaches the other. The figures (requests
+//! sign-up answered 503 stored nothing (its retry creates the account,
+//! never finds it taken); a revocation on one instance reaches the other. The figures (requests
 //! answered 503, the window from the fault to the last of them) are
 //! printed.
 //!
@@ -73,7 +74,8 @@ async fn worker(
     stop: Arc<AtomicBool>,
     events: Arc<Mutex<Vec<Event>>>,
 ) -> Vec<Tracked> {
-    let (user, mut token) = first_session(&apps[0], RECOVERY_LIMIT, "a load task's sign-up").await;
+    let (user, mut token, _) =
+        first_session(&apps[0], RECOVERY_LIMIT, "a load task's sign-up").await;
     let mut tracked = Vec::new();
     let mut pending: Option<Op> = None;
     let mut n = 0usize;
@@ -121,24 +123,20 @@ async fn worker(
 }
 
 /// A new user's first session, asking until authd serves (failing the
-/// test after `limit`). A sign-up answered 503 may have created the
-/// account (the session is a separate write, which failed): its retry
-/// then finds the e-mail taken, and signs in, as a client would.
-async fn first_session(api: &Api, limit: Duration, what: &str) -> (String, String) {
+/// test after `limit`), and how many sign-ups were answered 503 before.
+/// A sign-up stores the user and its session in one transaction, so one
+/// answered 503 stored nothing and its retry must create the account: a
+/// 409 (the address taken by a half-done sign-up) fails the test.
+async fn first_session(api: &Api, limit: Duration, what: &str) -> (String, String, usize) {
     let user = email();
     let deadline = Instant::now() + limit;
-    let (mut unavailable, mut exists) = (false, false);
+    let mut unavailable = 0;
     loop {
-        let reply = if exists {
-            api.signin(&user, PASSWORD).await
-        } else {
-            api.signup(&user, PASSWORD).await
-        };
+        let reply = api.signup(&user, PASSWORD).await;
         match reply.status {
-            201 | 200 => return (user, reply.token(reply.status)),
-            409 if unavailable && !exists => exists = true,
-            503 => unavailable = true,
-            _ => panic!("{what}: {reply:?}"),
+            201 => return (user, reply.token(201), unavailable),
+            503 => unavailable += 1,
+            _ => panic!("{what}: {reply:?} after {unavailable} sign-ups answered 503"),
         }
         assert!(
             Instant::now() < deadline,
@@ -159,6 +157,8 @@ struct Figures {
     /// The slowest answer after the fault, and the slowest 503.
     slowest: Duration,
     slowest_503: Duration,
+    /// Sign-ups answered 503 (each retried until 201) after the fault.
+    signups_503: usize,
 }
 
 /// Runs the load across `fault`, waits for service on both instances, keeps
@@ -182,7 +182,9 @@ async fn across(
     let at = Instant::now();
     fault.await;
     // Service is back when a fresh session refreshes on both instances.
-    let (_, mut probe) = first_session(&apps[0], RECOVERY_LIMIT, name).await;
+    // It signs up during the fault: its retries after 503s prove a
+    // sign-up all or nothing.
+    let (_, mut probe, signups_503) = first_session(&apps[0], RECOVERY_LIMIT, name).await;
     for api in apps {
         probe = loop {
             let reply = api.refresh(&probe).await;
@@ -260,6 +262,7 @@ async fn across(
         recovered,
         slowest: slowest(false),
         slowest_503: slowest(true),
+        signups_503,
     }
 }
 
@@ -283,13 +286,15 @@ fn report(name: &str, figures: &Figures) {
     let _ = writeln!(
         std::io::stderr(),
         "HA {name}: {} of {} requests answered 503; last 503 {:.1} s after the fault; \
-         both instances served again after {:.1} s; slowest answer {} ms, slowest 503 {} ms",
+         both instances served again after {:.1} s; slowest answer {} ms, slowest 503 {} ms; \
+         {} sign-ups answered 503, then 201",
         figures.failed,
         figures.requests,
         figures.window.as_secs_f64(),
         figures.recovered.as_secs_f64(),
         figures.slowest.as_millis(),
         figures.slowest_503.as_millis(),
+        figures.signups_503,
     );
 }
 

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use super::{sign, Reply, SessionAsk, TokenDeps, TokenFailure, TokenMsg};
 use crate::actors::ChildSlot;
 use crate::domain::{
-    Authorized, IssuedToken, LegacyTokenCodec, RevokeScope, Session, SessionId, SessionOrigin,
-    UserId,
+    now_ms, Authorized, IssuedToken, LegacyTokenCodec, RevokeScope, Session, SessionId,
+    SessionOrigin, UserId,
 };
 use crate::keys::KeyRing;
 use crate::sessions::SessionCache;
+use crate::store::NewSession;
 #[cfg(feature = "test-hooks")]
 use crate::store::Store;
 
@@ -31,6 +32,8 @@ pub struct TokenHandle {
     pub(super) cache: Arc<SessionCache>,
     /// Whether old service's tokens are recognised (its tables are read).
     legacy: bool,
+    /// How long a session lasts (a sign-up's first one is made here).
+    session_ttl_ms: i64,
     /// For the test hook that silences this instance's change announcements.
     #[cfg(feature = "test-hooks")]
     store: Arc<dyn Store>,
@@ -43,6 +46,7 @@ impl TokenHandle {
             keys: Arc::clone(&deps.keys),
             cache: Arc::clone(&deps.cache),
             legacy: deps.legacy.is_some(),
+            session_ttl_ms: deps.session_ttl_ms,
             #[cfg(feature = "test-hooks")]
             store: Arc::clone(&deps.store),
         }
@@ -91,6 +95,28 @@ impl TokenHandle {
     ) -> Result<IssuedToken, TokenFailure> {
         let session = self.start_session(user_id, user_int_id, origin).await?;
         self.sign_session(&session)
+    }
+
+    /// The first session of a user signing up, starting now: the store
+    /// writes it with the user's row, in one transaction
+    /// (`Store::sign_up`), outside the session writer.
+    pub fn first_session(&self, origin: SessionOrigin) -> NewSession {
+        let now = now_ms();
+        NewSession {
+            id: SessionId::new_random(),
+            issued_at_ms: now,
+            expires_at_ms: now.saturating_add(self.session_ttl_ms),
+            origin,
+        }
+    }
+
+    /// A session committed outside the session writer (a sign-up's, with
+    /// its user's row): cached, as the writer's creates are once durable,
+    /// and its first token signed. No message: the cache takes committed
+    /// states from any task (see `SessionCache`).
+    pub fn issue_committed(&self, session: &Session) -> Result<IssuedToken, TokenFailure> {
+        self.cache.insert_committed(session);
+        self.sign_session(session)
     }
 
     /// Revokes session `id` durably.

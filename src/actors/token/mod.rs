@@ -54,7 +54,9 @@ const MAX_ATTEMPTS: u8 = 3;
 type Reply<T> = RpcReplyPort<Result<T, TokenFailure>>;
 
 pub enum TokenMsg {
-    /// Start a session for a user who just signed up or in.
+    /// Start a session for a user who just signed in (or changed their
+    /// password). A sign-up's first session is stored with the user's row
+    /// instead (`TokenHandle::issue_committed`).
     /// Answered with the new session once it is durable; the caller signs
     /// its token (signing stays out of the actor's and the writer's loops).
     StartSession {

@@ -29,8 +29,12 @@ impl UserDeps {
             email,
             password_hash,
         };
-        let int_id = self.store.insert_user(&user).await?;
-        Ok(self.tokens.issue(user.id, int_id, origin).await?)
+        // The user and its first session in one transaction: a sign-up that
+        // failed (503) stored nothing, so its retry does not find the
+        // address taken.
+        let first = self.tokens.first_session(origin);
+        let session = self.store.sign_up(&user, &first).await?;
+        Ok(self.tokens.issue_committed(&session)?)
     }
 
     /// Checks the credentials and starts a session. Every wrong-credentials

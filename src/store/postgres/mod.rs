@@ -77,6 +77,7 @@ mod primary;
 mod publisher;
 mod rows;
 mod setup;
+mod signup;
 mod writes;
 
 /// The work an operation does on its connection (see
@@ -100,8 +101,8 @@ use super::sql::{
     INSERT_SIGNING_KEY, LOAD_SECRET, LOAD_SESSION, LOAD_SIGNING_KEYS, STORE_SECRET, USER_BY_EMAIL,
 };
 use super::{
-    migrations, BatchOutcome, ChangeCursor, ChangeRead, FeedEvent, LegacyStore, NewUser,
-    SessionWrite, SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
+    migrations, BatchOutcome, ChangeCursor, ChangeRead, FeedEvent, LegacyStore, NewSession,
+    NewUser, SessionWrite, SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
 };
 use crate::domain::{Session, SessionChange, SessionCursor, SessionId, SessionSummary, UserId};
 use crate::settings::PostgresTarget;
@@ -307,6 +308,10 @@ impl Store for PostgresStore {
             })
             .await?;
         inserted.ok_or(StoreError::EmailTaken)
+    }
+
+    async fn sign_up(&self, user: &NewUser, session: &NewSession) -> Result<Session, StoreError> {
+        self.insert_user_and_session(user, session).await
     }
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
