@@ -479,11 +479,10 @@ fn mutate(token: &str, m: &Mutation) -> String {
             let mut bytes = token.as_bytes().to_vec();
             let i = i.index(bytes.len());
             bytes[i] ^= 1 << bit;
-            String::from_utf8(bytes).unwrap_or_else(|e| {
-                let mut bytes = e.into_bytes();
-                bytes[i] = b'~';
-                String::from_utf8(bytes).expect("ASCII")
-            })
+            // A flip inside a character an earlier mutation inserted can
+            // leave invalid UTF-8: the replacement character keeps the
+            // token garbled, which is the point.
+            String::from_utf8_lossy(&bytes).into_owned()
         }
         Mutation::Truncate(i) => chars[..i.index(chars.len())].iter().collect(),
         Mutation::Insert(i, c) => {
