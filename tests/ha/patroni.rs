@@ -346,15 +346,21 @@ impl Cluster {
         out
     }
 
-    /// Every authd session row's (generation, revoked), read on the
-    /// primary.
-    pub async fn sessions(&self) -> std::collections::HashMap<uuid::Uuid, (i64, bool)> {
+    /// A connection to the primary (the multi-host URL finds it).
+    async fn primary(&self) -> tokio_postgres::Client {
         let config: tokio_postgres::Config = self.url().parse().expect("the URL parses");
         let (client, connection) = config
             .connect(tokio_postgres::NoTls)
             .await
             .expect("the test reaches the primary");
         tokio::spawn(connection);
+        client
+    }
+
+    /// Every authd session row's (generation, revoked), read on the
+    /// primary.
+    pub async fn sessions(&self) -> std::collections::HashMap<uuid::Uuid, (i64, bool)> {
+        let client = self.primary().await;
         let rows = client
             .query(
                 "SELECT id, generation, revoked_at_ms IS NOT NULL FROM authd.sessions",
@@ -365,6 +371,21 @@ impl Cluster {
         rows.iter()
             .map(|row| (row.get(0), (row.get(1), row.get(2))))
             .collect()
+    }
+
+    /// How many authd sessions the user with this e-mail has, read on the
+    /// primary.
+    pub async fn sessions_of(&self, email: &str) -> i64 {
+        let client = self.primary().await;
+        client
+            .query_one(
+                "SELECT count(*) FROM authd.sessions s JOIN authd.users u ON u.id = s.user_id \
+                 WHERE u.email = $1",
+                &[&email],
+            )
+            .await
+            .expect("the user's sessions")
+            .get(0)
     }
 }
 
