@@ -216,11 +216,12 @@ async fn across(
     let first = first_session(&apps[0], RECOVERY_LIMIT, name).await;
     if first.ambiguous {
         // The sign-up that committed behind a 503 stored its session with
-        // the user (the sign-in added the second): never a user alone.
-        assert_eq!(
-            cluster.sessions_of(&first.user).await,
-            2,
-            "{name}: a sign-up answered 503 stored its user without its session"
+        // the user (the sign-in added another): never a user alone.
+        // (A sign-in answered 503 may have added more.)
+        let stored = cluster.sessions_of(&first.user).await;
+        assert!(
+            stored >= 2,
+            "{name}: a sign-up answered 503 stored its user with {stored} sessions of its own"
         );
     }
     let (mut probe, signups_503, signup_committed) =
