@@ -522,7 +522,7 @@ mod tests {
         };
         assert_eq!(
             format!("{t:?}"),
-            "postgres://u:***@a:5432,b:5432/x?target_session_attrs=read-write"
+            "postgres://u@a:5432,b:5432/x?target_session_attrs=read-write"
         );
         // A malformed list stops the start, naming the problem only.
         let error = load(&[("DATABASE_URL", "postgres://u:hunter2@a:5432,,c/x")])

@@ -80,29 +80,31 @@ fn page_query(query: Option<&str>) -> Result<(usize, Option<String>), ApiError> 
 /// One session in `GET /sessions`.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = SessionInfo)]
+// Fields in alphabetical order: the keys keep the order authd has always
+// answered them in.
 pub(crate) struct SessionView {
-    /// The session id (the tokens' `sid`).
-    id: Uuid,
-    /// When it was started (sign-in, sign-up, password change), Unix
-    /// seconds.
-    created_at: i64,
-    /// When its live token was issued by a refresh, Unix seconds; null if
-    /// never refreshed.
-    #[schema(required = true)]
-    refreshed_at: Option<i64>,
-    /// End of its absolute lifetime, Unix seconds.
-    expires_at: i64,
     /// The client address at sign-in as authd saw it (the peer, or what a
     /// trusted proxy reported); null for sessions from exchanged old
     /// tokens or from before this was recorded.
     #[schema(required = true)]
     client_address: Option<String>,
+    /// When it was started (sign-in, sign-up, password change), Unix
+    /// seconds.
+    created_at: i64,
+    /// Whether this is the session of the token that asked.
+    current: bool,
+    /// End of its absolute lifetime, Unix seconds.
+    expires_at: i64,
+    /// The session id (the tokens' `sid`).
+    id: Uuid,
+    /// When its live token was issued by a refresh, Unix seconds; null if
+    /// never refreshed.
+    #[schema(required = true)]
+    refreshed_at: Option<i64>,
     /// The User-Agent header at sign-in, cut to 256 characters; null if
     /// none was sent.
     #[schema(max_length = 256, required = true)]
     user_agent: Option<String>,
-    /// Whether this is the session of the token that asked.
-    current: bool,
 }
 
 impl SessionView {
@@ -123,15 +125,17 @@ impl SessionView {
 /// A page of the caller's sessions.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = SessionList)]
+// Fields in alphabetical order: the keys keep the order authd has always
+// answered them in.
 pub(crate) struct SessionPage {
-    /// The caller's live sessions (not revoked, lifetime not over), newest
-    /// first.
-    #[schema(max_items = 100)]
-    sessions: Vec<SessionView>,
     /// An opaque cursor for the next page (`?cursor=`), valid only for the
     /// same user; null on the last page.
     #[schema(required = true)]
     next: Option<String>,
+    /// The caller's live sessions (not revoked, lifetime not over), newest
+    /// first.
+    #[schema(max_items = 100)]
+    sessions: Vec<SessionView>,
 }
 
 /// List the caller's live sessions

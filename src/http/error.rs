@@ -71,6 +71,9 @@ fn every_code() -> utoipa::openapi::Object {
 pub enum ApiError {
     #[error("request body is not valid JSON: {0}")]
     MalformedJson(String),
+    /// No body where one is needed: says what the endpoint needs.
+    #[error("the request body is empty: {0}")]
+    EmptyBody(&'static str),
     #[error("request body has the wrong shape: {0}")]
     InvalidBody(String),
     #[error("{0}")]
@@ -144,7 +147,7 @@ impl From<CallError> for ApiError {
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::MalformedJson(_) | ApiError::EmptyBody(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidBody(_) | ApiError::InvalidField(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -171,7 +174,7 @@ impl ApiError {
     /// The stable machine-readable code in the `error` field.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::MalformedJson(_) => "malformed_json",
+            ApiError::MalformedJson(_) | ApiError::EmptyBody(_) => "malformed_json",
             ApiError::InvalidBody(_) | ApiError::InvalidField(_) => "invalid_request",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
@@ -261,6 +264,7 @@ mod tests {
     fn every_code_is_listed() {
         let errors = [
             ApiError::MalformedJson(String::new()),
+            ApiError::EmptyBody(""),
             ApiError::InvalidBody(String::new()),
             ApiError::UnsupportedMediaType,
             ApiError::PayloadTooLarge(1),

@@ -215,10 +215,7 @@ pub async fn read_json<T: RequestBody>(
     check_content_type(&request)?;
     let body = read_body(request, limits).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::MalformedJson(format!(
-            "the request body is empty: {}",
-            T::REQUIRED
-        )));
+        return Err(ApiError::EmptyBody(T::REQUIRED));
     }
     decode(&body)
 }

@@ -25,11 +25,13 @@ use crate::telemetry::metrics as m;
 
 /// The answer of `GET /health`.
 #[derive(Debug, Serialize, ToSchema)]
+// Fields in alphabetical order: the keys keep the order authd has always
+// answered them in.
 pub(crate) struct Health {
     #[schema(inline)]
-    status: HealthStatus,
-    #[schema(inline)]
     database: DatabaseStatus,
+    #[schema(inline)]
+    status: HealthStatus,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -84,14 +84,16 @@ pub(crate) async fn live(_: Request<Incoming>, _: IpAddr, _: &AppContext) -> Rep
 
 /// The answer of `GET /health/ready`.
 #[derive(Debug, Serialize, ToSchema)]
+// Fields in alphabetical order: the keys keep the order authd has always
+// answered them in.
 pub(crate) struct Readiness {
-    #[schema(inline)]
-    status: Ready,
     /// Why not ready: `shutting_down`, `migrations_pending`,
     /// `<Actor>_down`, `database_unreachable`, `database_unknown`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(required = false)]
     reasons: Vec<String>,
+    #[schema(inline)]
+    status: Ready,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -161,17 +161,19 @@ fn token_reason(failure: &TokenFailure) -> &'static str {
 
 /// The answer of `GET /authorize`.
 #[derive(Debug, Serialize, ToSchema)]
+// Fields in alphabetical order: the keys keep the order authd has always
+// answered them in.
 pub(crate) struct Authorization {
-    user_id: Uuid,
-    /// The user's integer id: the old FastAPI service's users.id for an
-    /// adopted account, 2^31 and up for accounts created by authd.
-    user_int_id: i64,
+    /// The token's `exp` (Unix seconds).
+    expires_at: i64,
     /// null for a token issued by the old FastAPI service (it belongs to
     /// no authd session).
     #[schema(required = true)]
     session_id: Option<Uuid>,
-    /// The token's `exp` (Unix seconds).
-    expires_at: i64,
+    user_id: Uuid,
+    /// The user's integer id: the old FastAPI service's users.id for an
+    /// adopted account, 2^31 and up for accounts created by authd.
+    user_int_id: i64,
 }
 
 /// Check an access token
@@ -210,15 +212,16 @@ pub(crate) async fn authorize(request: Request<Incoming>, _: IpAddr, ctx: &AppCo
 
 /// The old service's answer shape: `user_id` is the integer id.
 #[derive(Debug, Serialize, ToSchema)]
+// Fields in alphabetical order, as `Authorization`.
 pub(crate) struct LegacyAuthorization {
+    /// The token's `exp` (Unix seconds).
+    expires_at: i64,
+    #[schema(required = true)]
+    session_id: Option<Uuid>,
     /// The user's integer id (the old service's users.id for adopted
     /// accounts).
     user_id: i64,
     user_uuid: Uuid,
-    #[schema(required = true)]
-    session_id: Option<Uuid>,
-    /// The token's `exp` (Unix seconds).
-    expires_at: i64,
 }
 
 /// Check an access token (legacy)

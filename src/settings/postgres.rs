@@ -47,9 +47,15 @@ pub struct PostgresTarget {
 impl fmt::Debug for PostgresTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hosts: Vec<String> = self.hosts.iter().map(ToString::to_string).collect();
+        // The mask shows that a password is set, never what it is.
+        let password = if self.password.expose().is_empty() {
+            ""
+        } else {
+            ":***"
+        };
         write!(
             f,
-            "postgres://{}:***@{}/{}?target_session_attrs=read-write",
+            "postgres://{}{password}@{}/{}?target_session_attrs=read-write",
             self.user,
             hosts.join(","),
             self.dbname
