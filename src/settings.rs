@@ -7,17 +7,20 @@
 //! `DATABASE_URL`) so its deployments keep working unchanged.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
-use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
+mod names;
 mod postgres;
+mod validation;
+
+use names::{check_file_keys, setting_names, unknown_variables};
 
 pub use postgres::{parse_host_list, PgHost, PostgresTarget};
 
@@ -110,64 +113,6 @@ pub struct Settings {
     pub unknown_variables: Vec<String>,
 }
 
-/// `AUTHD_*` variables that are not settings: the configuration file's
-/// path, the test suite's switches, and what Kubernetes injects for a
-/// Service named `authd` (`AUTHD_PORT`, `AUTHD_SERVICE_HOST`, ...).
-const NOT_SETTINGS: [&str; 5] = ["CONFIG", "BIN", "REQUIRE_", "TEST_", "SERVICE_"];
-
-/// The names of every setting: the keys of `config/default.toml`.
-fn setting_names() -> Result<Vec<String>, SettingsError> {
-    let defaults = Config::builder()
-        .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
-        .build()?;
-    top_level_keys(defaults)
-}
-
-fn top_level_keys(config: Config) -> Result<Vec<String>, SettingsError> {
-    let table: HashMap<String, config::Value> = config.try_deserialize()?;
-    Ok(table.into_keys().collect())
-}
-
-/// A file's keys that name no setting: refused, since a misspelt key would
-/// otherwise leave its setting at the default without a word.
-fn check_file_keys(path: &std::path::Path, names: &[String]) -> Result<(), SettingsError> {
-    let file = Config::builder()
-        .add_source(File::from(path).required(true))
-        .build()?;
-    let mut unknown: Vec<String> = top_level_keys(file)?
-        .into_iter()
-        .filter(|key| !names.contains(key))
-        .collect();
-    unknown.sort();
-    if unknown.is_empty() {
-        return Ok(());
-    }
-    Err(SettingsError::Invalid(format!(
-        "{}: unknown setting(s) {}; every setting is listed in config/default.toml",
-        path.display(),
-        unknown.join(", ")
-    )))
-}
-
-/// `AUTHD_*` variables that name no setting.
-fn unknown_variables(vars: &HashMap<String, String>, names: &[String]) -> Vec<String> {
-    let mut unknown: Vec<String> = vars
-        .keys()
-        .filter_map(|var| Some((var, var.strip_prefix("AUTHD_")?)))
-        .filter(|(_, rest)| {
-            let key = rest.to_ascii_lowercase();
-            !names.contains(&key)
-                && !rest.starts_with("PORT")
-                && !NOT_SETTINGS
-                    .iter()
-                    .any(|p| *rest == *p || (p.ends_with('_') && rest.starts_with(p)))
-        })
-        .map(|(var, _)| var.clone())
-        .collect();
-    unknown.sort();
-    unknown
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum JwtAlgorithm {
     #[serde(rename = "HS256", alias = "hs256")]
@@ -240,90 +185,6 @@ impl Settings {
         settings.check()?;
         settings.unknown_variables = unknown_variables(&vars, &names);
         Ok(settings)
-    }
-
-    fn check(&self) -> Result<(), SettingsError> {
-        let invalid = |m: &str| Err(SettingsError::Invalid(m.to_owned()));
-        if self.access_token_ttl_secs <= 0 {
-            return invalid("access_token_ttl_secs must be positive");
-        }
-        if self.session_ttl_secs <= 0 {
-            return invalid("session_ttl_secs must be positive");
-        }
-        if self.refresh_grace_ms < 0 {
-            return invalid("refresh_grace_ms must not be negative");
-        }
-        if self.batch_max_size == 0 || self.db_pool_size == 0 || self.hash_queue_limit == 0 {
-            return invalid("batch_max_size, db_pool_size and hash_queue_limit must be positive");
-        }
-        if !self.secret_key.is_empty() && self.secret_key.len() < MIN_SECRET_BYTES {
-            return invalid(
-                "SECRET_KEY / secret_key is shorter than 16 bytes: too weak to sign tokens. \
-                 Set a random key of at least 32 bytes (e.g. `openssl rand -base64 48`), \
-                 leave it empty to have authd generate and store one, or use \
-                 jwt_algorithm = \"EdDSA\"",
-            );
-        }
-        argon2::Params::new(self.argon2_m_kib, self.argon2_t, self.argon2_p, None)
-            .map_err(|e| SettingsError::Invalid(format!("argon2 parameters: {e}")))?;
-        if self.max_header_bytes < 1024 {
-            return invalid("max_header_bytes must be at least 1024");
-        }
-        // A read gap beyond half the change log's retention makes the
-        // feed resync (see `sessions::feed`), so reads must come well within
-        // it.
-        if self.feed_catch_up_ms == 0 || self.feed_catch_up_ms > 120_000 {
-            return invalid("feed_catch_up_ms must be between 1 and 120000");
-        }
-        if self.session_cache_capacity == 0 {
-            return invalid(
-                "session_cache_capacity must be positive (the cache is always bounded)",
-            );
-        }
-        if self.body_read_timeout_ms == 0 {
-            return invalid("body_read_timeout_ms must be positive");
-        }
-        if self.http2_max_concurrent_streams == 0 {
-            return invalid("http2_max_concurrent_streams must be positive");
-        }
-        self.admin_addr()?;
-        self.trusted_proxy_nets()?;
-        self.database()?;
-        Ok(())
-    }
-
-    /// The admin listener's address, if `admin_bind` is set.
-    pub fn admin_addr(&self) -> Result<Option<SocketAddr>, SettingsError> {
-        let text = self.admin_bind.trim();
-        if text.is_empty() {
-            return Ok(None);
-        }
-        text.parse().map(Some).map_err(|_| {
-            SettingsError::Invalid(format!(
-                "admin_bind must be host:port (e.g. 127.0.0.1:9000), got {text:?}"
-            ))
-        })
-    }
-
-    /// `trusted_proxies` parsed: CIDR blocks, a bare address meaning just
-    /// that address. Empty entries (an empty variable) are skipped.
-    pub fn trusted_proxy_nets(&self) -> Result<Vec<IpNet>, SettingsError> {
-        self.trusted_proxies
-            .iter()
-            .flat_map(|entry| entry.split(','))
-            .map(str::trim)
-            .filter(|entry| !entry.is_empty())
-            .map(|entry| {
-                entry
-                    .parse::<IpNet>()
-                    .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        SettingsError::Invalid(format!(
-                            "trusted_proxies: {entry:?} is not a CIDR block or an IP address"
-                        ))
-                    })
-            })
-            .collect()
     }
 
     /// The store to use: `database_url` if set, else PostgreSQL if a

@@ -29,7 +29,7 @@ use crate::http::server::{serve, ServerLimits};
 use crate::keys::{KeyError, KeyRing};
 use crate::sessions::{self, BatchLimits, SessionCache};
 use crate::settings::{Settings, SettingsError};
-use crate::store::{self, StoreError};
+use crate::store::{self, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -89,14 +89,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        for variable in &settings.unknown_variables {
-            tracing::warn!(
-                event = "unknown_setting",
-                variable = %variable,
-                "this AUTHD_ variable names no setting and is ignored (misspelt?); \
-                 every setting is listed in config/default.toml"
-            );
-        }
+        warn_unknown_variables(&settings);
         let store = store::connect(&settings).await?;
         // `store::connect` applies the migrations before it returns.
         let lifecycle = Arc::new(Lifecycle::default());
@@ -108,17 +101,7 @@ impl Application {
         );
 
         let keys = KeyRing::load(&settings, Arc::clone(&store)).await?;
-        // The old service's tokens are HS256 over its SECRET_KEY: without
-        // that key configured there is nothing to verify them with.
-        let legacy_tokens =
-            (store.legacy().is_some() && !settings.secret_key.is_empty()).then(|| {
-                Arc::new(LegacyTokens {
-                    codec: LegacyTokenCodec::new(settings.secret_key.expose().as_bytes()),
-                    store: Arc::clone(&store),
-                    session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
-                    refresh_grace_ms: settings.refresh_grace_ms,
-                })
-            });
+        let legacy_tokens = legacy_tokens(&settings, &store);
         let key_reload =
             keys.spawn_periodic_reload(Duration::from_secs(settings.key_reload_secs.max(1)));
         // Install the metrics recorder before anything records, and drain
@@ -134,72 +117,21 @@ impl Application {
             settings.hash_queue_limit,
             settings.hash_thread_nice,
         )?;
-
-        let request_timeout = settings.request_timeout();
-        let token_deps = Arc::new(TokenDeps {
-            store: Arc::clone(&store),
-            keys,
-            cache: Arc::new(SessionCache::new(settings.session_cache_capacity)),
-            slot: ChildSlot::new(ActorKind::Token, request_timeout),
-            session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
-            refresh_grace_ms: settings.refresh_grace_ms,
-            batch: BatchLimits {
-                max_batch: settings.batch_max_size,
-                max_wait: Duration::from_micros(settings.batch_max_wait_us),
-                concurrency: settings.batch_concurrency,
-            },
-            prune_interval: Duration::from_secs(settings.prune_interval_secs.max(1)),
-            writer_tasks: std::sync::Mutex::new(Vec::new()),
-            legacy: legacy_tokens,
-        });
+        let token_deps = token_deps(&settings, &store, keys, legacy_tokens);
         let feed = sessions::feed::start(
             Arc::clone(&store),
             Arc::clone(&token_deps.cache),
             Duration::from_millis(settings.feed_catch_up_ms),
         )
         .await?;
-        let system = ActorSystem::start(
-            token_deps,
-            |tokens| UserDeps {
-                store: Arc::clone(&store),
-                hasher: Arc::clone(&hasher),
-                tokens,
-                failure_floor: settings.signin_failure_floor(),
-            },
-            HealthDeps {
-                store: Arc::clone(&store),
-                interval: Duration::from_millis(settings.health_interval_ms),
-            },
-            request_timeout,
-            settings.restart_limit,
-            Duration::from_secs(settings.restart_window_secs),
-        )
-        .await?;
+        let system = start_actors(&settings, &store, hasher, token_deps).await?;
 
         let (listener, local_addr) = bind(settings.bind).await?;
         let admin = match settings.admin_addr()? {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
-        let ctx = Arc::new(AppContext {
-            auditor: crate::audit::Auditor {
-                log_emails: settings.audit_log_emails,
-            },
-            services: system.services.clone(),
-            body: BodyLimits {
-                max_bytes: settings.max_body_bytes,
-                read_timeout: Duration::from_millis(settings.body_read_timeout_ms),
-            },
-            max_header_bytes: settings.max_header_bytes,
-            proxies: TrustedProxies::new(settings.trusted_proxy_nets()?),
-            lifecycle,
-            rate_limits: RateLimits::new(
-                settings.rate_limit_enabled,
-                settings.rate_limit_per_ip_per_minute,
-                settings.rate_limit_per_account_per_minute,
-                settings.rate_limit_max_keys,
-            ),
-        });
+        let ctx = Arc::new(app_context(&settings, system.services.clone(), lifecycle)?);
         Ok(Application {
             listener,
             local_addr,
@@ -213,13 +145,7 @@ impl Application {
                 .chain(trimmer)
                 .chain(legacy_progress)
                 .collect(),
-            limits: ServerLimits {
-                header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
-                max_connections: settings.max_connections,
-                max_header_bytes: settings.max_header_bytes,
-                http2_max_concurrent_streams: settings.http2_max_concurrent_streams,
-                http2_max_pending_reset_streams: settings.http2_max_pending_reset_streams,
-            },
+            limits: server_limits(&settings),
             shutdown_delay: Duration::from_millis(settings.shutdown_delay_ms),
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
         })
@@ -298,6 +224,125 @@ impl Application {
             }
             () = system.gave_up() => Err(StartupError::SupervisorGaveUp),
         }
+    }
+}
+
+/// Warns once per `AUTHD_` variable that names no setting: start-up goes on,
+/// but a misspelt setting would otherwise be silently left at its default.
+fn warn_unknown_variables(settings: &Settings) {
+    for variable in &settings.unknown_variables {
+        tracing::warn!(
+            event = "unknown_setting",
+            variable = %variable,
+            "this AUTHD_ variable names no setting and is ignored (misspelt?); \
+             every setting is listed in config/default.toml"
+        );
+    }
+}
+
+/// The verifier of the old service's tokens, when there is one to verify.
+/// They are HS256 over its SECRET_KEY: without that key configured (or
+/// without a legacy store) there is nothing to verify them with.
+fn legacy_tokens(settings: &Settings, store: &Arc<dyn Store>) -> Option<Arc<LegacyTokens>> {
+    (store.legacy().is_some() && !settings.secret_key.is_empty()).then(|| {
+        Arc::new(LegacyTokens {
+            codec: LegacyTokenCodec::new(settings.secret_key.expose().as_bytes()),
+            store: Arc::clone(store),
+            session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
+            refresh_grace_ms: settings.refresh_grace_ms,
+        })
+    })
+}
+
+/// What the token actor needs: the store, the signing keys, the session
+/// cache (shared with the change feed) and the batching limits.
+fn token_deps(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    keys: Arc<KeyRing>,
+    legacy: Option<Arc<LegacyTokens>>,
+) -> Arc<TokenDeps> {
+    Arc::new(TokenDeps {
+        store: Arc::clone(store),
+        keys,
+        cache: Arc::new(SessionCache::new(settings.session_cache_capacity)),
+        slot: ChildSlot::new(ActorKind::Token, settings.request_timeout()),
+        session_ttl_ms: settings.session_ttl_secs.saturating_mul(1000),
+        refresh_grace_ms: settings.refresh_grace_ms,
+        batch: BatchLimits {
+            max_batch: settings.batch_max_size,
+            max_wait: Duration::from_micros(settings.batch_max_wait_us),
+            concurrency: settings.batch_concurrency,
+        },
+        prune_interval: Duration::from_secs(settings.prune_interval_secs.max(1)),
+        writer_tasks: std::sync::Mutex::new(Vec::new()),
+        legacy,
+    })
+}
+
+/// The supervisor and its children (user, token, database health).
+async fn start_actors(
+    settings: &Settings,
+    store: &Arc<dyn Store>,
+    hasher: Arc<HashPool>,
+    token_deps: Arc<TokenDeps>,
+) -> Result<ActorSystem, StartupError> {
+    let system = ActorSystem::start(
+        token_deps,
+        |tokens| UserDeps {
+            store: Arc::clone(store),
+            hasher: Arc::clone(&hasher),
+            tokens,
+            failure_floor: settings.signin_failure_floor(),
+        },
+        HealthDeps {
+            store: Arc::clone(store),
+            interval: Duration::from_millis(settings.health_interval_ms),
+        },
+        settings.request_timeout(),
+        settings.restart_limit,
+        Duration::from_secs(settings.restart_window_secs),
+    )
+    .await?;
+    Ok(system)
+}
+
+/// What every request handler shares: the actors' handles, the audit log,
+/// the body, proxy and rate limits, and the lifecycle the probes report.
+fn app_context(
+    settings: &Settings,
+    services: Services,
+    lifecycle: Arc<Lifecycle>,
+) -> Result<AppContext, StartupError> {
+    Ok(AppContext {
+        auditor: crate::audit::Auditor {
+            log_emails: settings.audit_log_emails,
+        },
+        services,
+        body: BodyLimits {
+            max_bytes: settings.max_body_bytes,
+            read_timeout: Duration::from_millis(settings.body_read_timeout_ms),
+        },
+        max_header_bytes: settings.max_header_bytes,
+        proxies: TrustedProxies::new(settings.trusted_proxy_nets()?),
+        lifecycle,
+        rate_limits: RateLimits::new(
+            settings.rate_limit_enabled,
+            settings.rate_limit_per_ip_per_minute,
+            settings.rate_limit_per_account_per_minute,
+            settings.rate_limit_max_keys,
+        ),
+    })
+}
+
+/// The connection-level limits the listeners enforce.
+fn server_limits(settings: &Settings) -> ServerLimits {
+    ServerLimits {
+        header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
+        max_connections: settings.max_connections,
+        max_header_bytes: settings.max_header_bytes,
+        http2_max_concurrent_streams: settings.http2_max_concurrent_streams,
+        http2_max_pending_reset_streams: settings.http2_max_pending_reset_streams,
     }
 }
 

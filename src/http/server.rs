@@ -85,33 +85,73 @@ pub(crate) async fn serve(
             deadline = &mut shutdown => break deadline,
         };
         let _ = stream.set_nodelay(true);
-        let ctx = Arc::clone(&ctx);
-        let request_ids = Arc::clone(&request_ids);
-        let service = service_fn(move |request: Request<Incoming>| {
-            let ctx = Arc::clone(&ctx);
-            let id = request_ids.fetch_add(1, Ordering::Relaxed);
-            async move { Ok::<_, Infallible>(handle(request, surface, &ctx, id, peer).await) }
-        });
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let preface_timeout = limits.header_read_timeout;
-        tokio::spawn(async move {
-            if !protocol_known(&stream, preface_timeout).await {
-                drop(permit);
-                return;
-            }
-            // The permit goes with the stream: a lingering close holds it.
-            let stream = LingeringStream::new(stream, permit);
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned();
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(error = %e, %peer, "connection ended with an error");
-            }
-        });
+        spawn_connection(
+            Accepted {
+                stream,
+                peer,
+                permit,
+            },
+            surface,
+            Arc::clone(&ctx),
+            Arc::clone(&request_ids),
+            builder.clone(),
+            graceful.watcher(),
+            limits.header_read_timeout,
+        );
     };
 
     drop(listener);
+    drain(graceful, deadline).await;
+}
+
+/// An accepted TCP connection and the connection slot it holds.
+struct Accepted {
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Serves one accepted connection on a task of its own, under `watcher` so
+/// the drain can wait for it. A connection that does not start speaking
+/// HTTP within `preface_timeout` is dropped with its slot.
+fn spawn_connection(
+    accepted: Accepted,
+    surface: Surface,
+    ctx: Arc<AppContext>,
+    request_ids: Arc<AtomicU64>,
+    builder: auto::Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    preface_timeout: Duration,
+) {
+    let Accepted {
+        stream,
+        peer,
+        permit,
+    } = accepted;
+    let service = service_fn(move |request: Request<Incoming>| {
+        let ctx = Arc::clone(&ctx);
+        let id = request_ids.fetch_add(1, Ordering::Relaxed);
+        async move { Ok::<_, Infallible>(handle(request, surface, &ctx, id, peer).await) }
+    });
+    tokio::spawn(async move {
+        if !protocol_known(&stream, preface_timeout).await {
+            drop(permit);
+            return;
+        }
+        // The permit goes with the stream: a lingering close holds it.
+        let stream = LingeringStream::new(stream, permit);
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        if let Err(e) = watcher.watch(connection).await {
+            tracing::debug!(error = %e, %peer, "connection ended with an error");
+        }
+    });
+}
+
+/// Waits for the in-flight connections to finish, or for `deadline`,
+/// whichever comes first.
+async fn drain(graceful: GracefulShutdown, deadline: tokio::time::Instant) {
     tracing::info!(
         event = "draining",
         "no longer accepting; draining in-flight requests"

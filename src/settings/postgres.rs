@@ -169,28 +169,8 @@ fn parse_entry(
             which()
         ));
     }
-    let (host, port) = if let Some(bracketed) = entry.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| format!("{} ({entry:?}): unclosed `[`", which()))?;
-        match after {
-            "" => (host, None),
-            _ => match after.strip_prefix(':') {
-                Some(port) => (host, Some(port)),
-                None => {
-                    return Err(format!(
-                        "{} ({entry:?}): expected `:port` after `]`",
-                        which()
-                    ))
-                }
-            },
-        }
-    } else {
-        match entry.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (entry, None),
-        }
-    };
+    let (host, port) =
+        split_host_port(entry).map_err(|why| format!("{} ({entry:?}): {why}", which()))?;
     if host.is_empty() {
         return Err(format!("{} ({entry:?}) has no host name", which()));
     }
@@ -210,6 +190,26 @@ fn parse_entry(
         host: host.to_owned(),
         port,
     })
+}
+
+/// The host and the port text of a non-empty entry: `host`, `host:port`,
+/// or an IPv6 address in brackets (`[::1]`, `[::1]:port`), since its own
+/// colons would read as a port. The error says what is wrong with it.
+fn split_host_port(entry: &str) -> Result<(&str, Option<&str>), &'static str> {
+    let Some(bracketed) = entry.strip_prefix('[') else {
+        return Ok(match entry.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (entry, None),
+        });
+    };
+    let (host, after) = bracketed.split_once(']').ok_or("unclosed `[`")?;
+    match after {
+        "" => Ok((host, None)),
+        _ => match after.strip_prefix(':') {
+            Some(port) => Ok((host, Some(port))),
+            None => Err("expected `:port` after `]`"),
+        },
+    }
 }
 
 /// An error and its causes, `: `-separated (the parser's own message is

@@ -36,15 +36,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::shared::ChangeSet;
 use super::sql::{
     INSERT_SIGNING_KEY, LOAD_SECRET, LOAD_SESSION, LOAD_SIGNING_KEYS, STORE_SECRET, USER_BY_EMAIL,
 };
 use super::{
     migrations, BatchOutcome, ChangeCursor, ChangeRead, FeedEvent, NewSession, NewUser,
-    SessionWrite, SigningKeyRecord, Store, StoreError, UserRecord, WriteOutcome,
+    SessionWrite, SigningKeyRecord, Store, StoreError, UserRecord,
 };
 use crate::domain::{Session, SessionChange, SessionId};
 
@@ -52,8 +51,10 @@ mod accounts;
 mod changelog;
 mod rows;
 mod signup;
+mod writes;
 
 use rows::{session_from_row, user_from_row, uuid_at};
+use writes::apply_batch;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -63,33 +64,6 @@ const INSERT_USER: &str = "INSERT INTO users (id, email, password_hash, int_id) 
      VALUES (?1, ?2, ?3, (SELECT COALESCE(max(int_id), 2147483647) + 1 FROM users)) \
      RETURNING int_id";
 
-/// Like PostgreSQL's: an existing id or a missing user is a conflict, not a
-/// failure of the whole batch. (The `WHERE` also settles SQLite's parsing
-/// ambiguity between a join's `ON` and the upsert's `ON CONFLICT`.)
-const CREATE_SESSION: &str = "INSERT INTO sessions \
-     (id, user_id, generation, issued_at_ms, expires_at_ms, revoked_at_ms, created_at_ms, \
-      user_int_id, client_address, user_agent) \
-     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?4, ?7, ?8, ?9 \
-     WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) \
-     ON CONFLICT (id) DO NOTHING";
-/// The updates return the final state of what they touched (a
-/// [`SessionChange`]). `updated_at_ms` never moves backwards.
-const ROTATE_SESSION: &str = "UPDATE sessions SET generation = ?2 + 1, issued_at_ms = ?3, \
-       updated_at_ms = max(updated_at_ms, ?3), change_seq = ?4 \
-     WHERE id = ?1 AND generation = ?2 AND revoked_at_ms IS NULL \
-     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
-/// Idempotent: revoking a revoked session keeps its first revocation time
-/// and `updated_at_ms`, but still counts as applied (and as a change).
-const REVOKE_SESSION: &str = "UPDATE sessions SET revoked_at_ms = COALESCE(revoked_at_ms, ?2), \
-       updated_at_ms = CASE WHEN revoked_at_ms IS NULL \
-         THEN max(updated_at_ms, ?2) ELSE updated_at_ms END, change_seq = ?3 \
-     WHERE id = ?1 \
-     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
-/// `?3` is the session spared (`scope: "others"`), `''` for none.
-const REVOKE_USER: &str = "UPDATE sessions SET revoked_at_ms = ?2, \
-       updated_at_ms = max(updated_at_ms, ?2), change_seq = ?4 \
-     WHERE user_id = ?1 AND revoked_at_ms IS NULL AND id <> ?3 \
-     RETURNING id, generation, issued_at_ms, revoked_at_ms IS NOT NULL";
 const PRUNE_SESSIONS: &str = "DELETE FROM sessions WHERE rowid IN \
      (SELECT rowid FROM sessions WHERE expires_at_ms < ?1 LIMIT ?2)";
 
@@ -231,104 +205,12 @@ fn is_email_taken(e: &rusqlite::Error) -> bool {
 }
 
 /// A row `(id, generation, issued_at_ms, revoked)`.
-fn change_from_row(row: &Row<'_>) -> rusqlite::Result<SessionChange> {
+pub(super) fn change_from_row(row: &Row<'_>) -> rusqlite::Result<SessionChange> {
     Ok(SessionChange {
         id: SessionId(uuid_at(row, 0)?),
         generation: row.get(1)?,
         issued_at_ms: row.get(2)?,
         revoked: row.get(3)?,
-    })
-}
-
-fn apply_batch(conn: &mut Connection, batch: &[SessionWrite]) -> rusqlite::Result<BatchOutcome> {
-    let applied = |yes: bool| {
-        if yes {
-            WriteOutcome::Applied
-        } else {
-            WriteOutcome::Conflict
-        }
-    };
-    let mut outcomes = vec![WriteOutcome::Conflict; batch.len()];
-    let mut changes = ChangeSet::default();
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let seq = changelog::next_seq(&tx)?;
-    {
-        let mut create = tx.prepare_cached(CREATE_SESSION)?;
-        for (i, write) in batch.iter().enumerate() {
-            if let SessionWrite::Create(s, origin) = write {
-                let changed = create.execute(params![
-                    s.id.0.to_string(),
-                    s.user_id.0.to_string(),
-                    s.generation,
-                    s.issued_at_ms,
-                    s.expires_at_ms,
-                    s.revoked.then_some(s.issued_at_ms),
-                    s.user_int_id,
-                    origin.client_address,
-                    origin.user_agent,
-                ])?;
-                outcomes[i] = applied(changed == 1);
-            }
-        }
-        let mut rotate = tx.prepare_cached(ROTATE_SESSION)?;
-        for (i, write) in batch.iter().enumerate() {
-            if let SessionWrite::Rotate {
-                id,
-                from_generation,
-                issued_at_ms,
-            } = write
-            {
-                let change = rotate
-                    .query_row(
-                        params![id.0.to_string(), from_generation, issued_at_ms, seq],
-                        change_from_row,
-                    )
-                    .optional()?;
-                outcomes[i] = applied(change.is_some());
-                if let Some(change) = change {
-                    changes.record(change);
-                }
-            }
-        }
-        let mut revoke = tx.prepare_cached(REVOKE_SESSION)?;
-        for (i, write) in batch.iter().enumerate() {
-            if let SessionWrite::Revoke { id, revoked_at_ms } = write {
-                let change = revoke
-                    .query_row(
-                        params![id.0.to_string(), revoked_at_ms, seq],
-                        change_from_row,
-                    )
-                    .optional()?;
-                outcomes[i] = applied(change.is_some());
-                if let Some(change) = change {
-                    changes.record(change);
-                }
-            }
-        }
-        let mut revoke_user = tx.prepare_cached(REVOKE_USER)?;
-        for (i, write) in batch.iter().enumerate() {
-            if let SessionWrite::RevokeUser {
-                user_id,
-                revoked_at_ms,
-                except,
-            } = write
-            {
-                let keep = except.map(|id| id.0.to_string()).unwrap_or_default();
-                let rows = revoke_user.query_map(
-                    params![user_id.0.to_string(), revoked_at_ms, keep, seq],
-                    change_from_row,
-                )?;
-                for change in rows {
-                    changes.record(change?);
-                }
-                outcomes[i] = WriteOutcome::Applied;
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(BatchOutcome {
-        outcomes,
-        changes: changes.into_list(),
     })
 }
 

@@ -20,7 +20,6 @@ td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f0f0
 
 pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
     let p = &run.params;
-    let s = &run.total;
     let mut page = String::new();
     let _ = write!(
         page,
@@ -35,7 +34,23 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
         escape(&p.mode())
     );
 
-    // Parameters and headline figures.
+    run_table(&mut page, run);
+    thresholds_table(&mut page, verdicts);
+    throughput_chart(&mut page, run);
+    latency_chart(&mut page, run);
+    percentile_chart(&mut page, run);
+    errors_by_status(&mut page, run);
+    endpoints_table(&mut page, run);
+    targets_table(&mut page, run);
+    scenario_table(&mut page, run);
+    page.push_str("<p class=\"note\">Written by authload. Latencies from HDR histograms: within 0.1%, the per-second charts within 1%.</p></body></html>\n");
+    page
+}
+
+/// The run's parameters and headline figures.
+fn run_table(page: &mut String, run: &RunResult) {
+    let p = &run.params;
+    let s = &run.total;
     let latency = s.latency();
     let secs = run.seconds();
     let mut rows: Vec<(String, String)> = vec![
@@ -91,7 +106,10 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
         );
     }
     page.push_str("</table>");
+}
 
+/// Each `--threshold` and whether the run passed it.
+fn thresholds_table(page: &mut String, verdicts: &[Verdict]) {
     if !verdicts.is_empty() {
         page.push_str("<h2>Thresholds</h2><table id=\"thresholds\"><tr><th>threshold</th><th>measured</th><th>result</th></tr>");
         for v in verdicts {
@@ -109,11 +127,12 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
         }
         page.push_str("</table>");
     }
+}
 
-    let ops = s.used_ops();
+/// Throughput over time, per operation, plus errors.
+fn throughput_chart(page: &mut String, run: &RunResult) {
+    let ops = run.total.used_ops();
     let seconds = &run.timeline;
-
-    // Throughput over time, per operation, plus errors.
     let mut series: Vec<Series> = ops
         .iter()
         .enumerate()
@@ -144,8 +163,11 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
         series,
         x_ticks: None,
     }));
+}
 
-    // p50 and p99 over time, all operations together.
+/// p50 and p99 over time, all operations together.
+fn latency_chart(page: &mut String, run: &RunResult) {
+    let seconds = &run.timeline;
     let over_time = |q: f64| -> Vec<(f64, f64)> {
         seconds
             .iter()
@@ -175,11 +197,16 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
         ],
         x_ticks: None,
     }));
-    if p.rate.is_some() {
+    if run.params.rate.is_some() {
         page.push_str("<p class=\"note\">Open loop: latencies run from each request's intended send time, so time spent waiting for a free connection counts.</p>");
     }
+}
 
-    // Latency percentile plot: x in "nines" (p90 = 1, p99 = 2, ...).
+/// Latency percentile plot: x in "nines" (p90 = 1, p99 = 2, ...), per
+/// operation and (with several) all together.
+fn percentile_chart(page: &mut String, run: &RunResult) {
+    let s = &run.total;
+    let ops = s.used_ops();
     let mut percentile_series = Vec::new();
     let mut all = Histogram::default();
     for (i, op) in ops.iter().enumerate() {
@@ -217,8 +244,11 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
         series: percentile_series,
         x_ticks: Some(ticks),
     }));
+}
 
-    // Errors by status.
+/// Errors by status, as bars; a sentence when there were none.
+fn errors_by_status(page: &mut String, run: &RunResult) {
+    let s = &run.total;
     page.push_str("<h2>Errors by status</h2>");
     if s.errors.is_empty() {
         page.push_str("<p id=\"no-errors\">No errors: every answer had the intended status.</p>");
@@ -230,10 +260,14 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
             .collect();
         page.push_str(&bar_chart("errors", "count", &bars));
     }
+}
 
-    // Per endpoint.
+/// Requests, errors and latency per operation.
+fn endpoints_table(page: &mut String, run: &RunResult) {
+    let s = &run.total;
+    let secs = run.seconds();
     page.push_str("<h2>Endpoints</h2><table id=\"endpoints\"><tr><th>endpoint</th><th>requests</th><th>req/s</th><th>errors</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>");
-    for op in &ops {
+    for op in &s.used_ops() {
         let o = s.op(*op);
         let _ = write!(
             page,
@@ -249,8 +283,11 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
         );
     }
     page.push_str("</table>");
+}
 
-    // Per target.
+/// Requests, errors and latency per `--target`.
+fn targets_table(page: &mut String, run: &RunResult) {
+    let secs = run.seconds();
     page.push_str("<h2>Targets</h2><table id=\"targets\"><tr><th>target</th><th>connections</th><th>requests</th><th>req/s</th><th>errors</th><th>p50 ms</th><th>p99 ms</th></tr>");
     for t in &run.targets {
         let latency = t.stats.latency();
@@ -267,7 +304,13 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
         );
     }
     page.push_str("</table>");
+}
 
+/// The counters of the scenarios that check an invariant (multi-tab,
+/// replay); nothing for the others.
+fn scenario_table(page: &mut String, run: &RunResult) {
+    let p = &run.params;
+    let s = &run.total;
     let counters: Vec<(&str, u64)> = match p.scenario {
         Scenario::MultiTab => vec![
             ("rotated", s.tabs.rotated),
@@ -297,8 +340,6 @@ pub fn render(run: &RunResult, verdicts: &[Verdict]) -> String {
         }
         page.push_str("</table>");
     }
-    page.push_str("<p class=\"note\">Written by authload. Latencies from HDR histograms: within 0.1%, the per-second charts within 1%.</p></body></html>\n");
-    page
 }
 
 /// (nines, ms) points of a histogram, up to the resolution its count allows.

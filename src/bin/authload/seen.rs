@@ -181,22 +181,7 @@ impl Probe {
 
     /// One session: warm the observer, revoke at the revoker, wait for the 401.
     async fn one(&mut self, token: &str, measure_from: Instant) {
-        let mut warm = false;
-        for _ in 0..20 {
-            match self
-                .observer
-                .send(Op::Authorize, Bytes::new(), Some(token), self.timeout)
-                .await
-            {
-                Answer::Http(200, _) => {
-                    warm = true;
-                    break;
-                }
-                Answer::Http(status, _) => self.seen.error(ErrKind::Status(status)),
-                Answer::Lost(kind) => self.seen.error(kind),
-            }
-        }
-        if !warm {
+        if !self.warm_up(token).await {
             return;
         }
         self.seen.warm_ups += 1;
@@ -210,7 +195,32 @@ impl Probe {
             Answer::Lost(kind) => return self.seen.error(kind),
         }
         let acked = Instant::now();
-        let counted = acked >= measure_from;
+        self.wait_for_refusal(token, acked, acked >= measure_from)
+            .await;
+    }
+
+    /// Has the observer accept `token` (up to 20 tries), so that it holds
+    /// the session before the revocation: what is measured is how a known
+    /// session's revocation reaches another instance.
+    async fn warm_up(&mut self, token: &str) -> bool {
+        for _ in 0..20 {
+            match self
+                .observer
+                .send(Op::Authorize, Bytes::new(), Some(token), self.timeout)
+                .await
+            {
+                Answer::Http(200, _) => return true,
+                Answer::Http(status, _) => self.seen.error(ErrKind::Status(status)),
+                Answer::Lost(kind) => self.seen.error(kind),
+            }
+        }
+        false
+    }
+
+    /// Asks the observer about `token`, revoked at `acked`, until it
+    /// refuses it or `--seen-within` has passed; records the delay (when
+    /// `counted`: acknowledged in the measured window).
+    async fn wait_for_refusal(&mut self, token: &str, acked: Instant, counted: bool) {
         loop {
             let answer = self
                 .observer
@@ -247,6 +257,38 @@ impl Probe {
 
 /// Runs the scenario and returns the text summary and the JSON line.
 pub async fn run(args: &Args) -> Result<(String, String), String> {
+    check_args(args)?;
+    let revoker = Arc::new(TargetPlan::resolve(&args.url[0], &args.base_path).await?);
+    let observer = Arc::new(TargetPlan::resolve(&args.url[1], &args.base_path).await?);
+    let run_id = format!("{:08x}", rand::random::<u32>());
+    eprintln!(
+        "authload: run {run_id} · revoke-seen · revoke at {} · observe at {} · {} connections · pool {}",
+        revoker.label, observer.label, args.connections, args.pool
+    );
+    let setup_started = Instant::now();
+    let probes = set_up_probes(args, &revoker, &observer, &run_id).await?;
+    eprintln!(
+        "authload: setup done in {:.2}s",
+        setup_started.elapsed().as_secs_f64()
+    );
+    let now = Instant::now();
+    let (measure_from, end) = (now + args.warmup, now + args.warmup + args.duration);
+    let handles: Vec<_> = probes
+        .into_iter()
+        .map(|probe| tokio::spawn(probe.run(measure_from, end)))
+        .collect();
+    let mut seen = Seen::default();
+    for handle in handles {
+        match handle.await {
+            Ok(one) => seen.merge(&one),
+            Err(e) => return Err(format!("a probe stopped: {e}")),
+        }
+    }
+    Ok((text(&seen, args), json_line(&seen, args)))
+}
+
+/// Refuses arguments the scenario cannot run with.
+fn check_args(args: &Args) -> Result<(), String> {
     if args.url.len() != 2 {
         return Err(
             "revoke-seen needs exactly two --url: the revoking instance, then the observing one"
@@ -259,14 +301,17 @@ pub async fn run(args: &Args) -> Result<(String, String), String> {
     if args.connections == 0 || args.pool < args.connections {
         return Err("--connections must be at least 1 and --pool at least --connections".into());
     }
-    let revoker = Arc::new(TargetPlan::resolve(&args.url[0], &args.base_path).await?);
-    let observer = Arc::new(TargetPlan::resolve(&args.url[1], &args.base_path).await?);
-    let run_id = format!("{:08x}", rand::random::<u32>());
-    eprintln!(
-        "authload: run {run_id} · revoke-seen · revoke at {} · observe at {} · {} connections · pool {}",
-        revoker.label, observer.label, args.connections, args.pool
-    );
-    let setup_started = Instant::now();
+    Ok(())
+}
+
+/// One probe per connection, each with its user and its share of the pool
+/// of sessions signed in, set up concurrently.
+async fn set_up_probes(
+    args: &Args,
+    revoker: &Arc<TargetPlan>,
+    observer: &Arc<TargetPlan>,
+    run_id: &str,
+) -> Result<Vec<Probe>, String> {
     let mut setups = Vec::with_capacity(args.connections);
     for id in 0..args.connections {
         let email = format!("load-{run_id}-{id}@example.com");
@@ -292,24 +337,7 @@ pub async fn run(args: &Args) -> Result<(String, String), String> {
             Err(e) => return Err(format!("setup failed: {e}")),
         }
     }
-    eprintln!(
-        "authload: setup done in {:.2}s",
-        setup_started.elapsed().as_secs_f64()
-    );
-    let now = Instant::now();
-    let (measure_from, end) = (now + args.warmup, now + args.warmup + args.duration);
-    let handles: Vec<_> = probes
-        .into_iter()
-        .map(|probe| tokio::spawn(probe.run(measure_from, end)))
-        .collect();
-    let mut seen = Seen::default();
-    for handle in handles {
-        match handle.await {
-            Ok(one) => seen.merge(&one),
-            Err(e) => return Err(format!("a probe stopped: {e}")),
-        }
-    }
-    Ok((text(&seen, args), json_line(&seen, args)))
+    Ok(probes)
 }
 
 fn text(seen: &Seen, args: &Args) -> String {

@@ -13,12 +13,31 @@ use crate::stats::{ms, Stats};
 use crate::threshold::Verdict;
 
 pub fn text(run: &RunResult, verdicts: &[Verdict]) -> String {
+    let mut out = String::new();
+    headline(&mut out, run);
+    error_lines(&mut out, &run.total);
+    scenario_line(&mut out, run);
+    endpoint_table(&mut out, run);
+    target_table(&mut out, run);
+    for v in verdicts {
+        let _ = writeln!(
+            out,
+            "threshold   {} {} (measured {})",
+            if v.passed { "passed" } else { "FAILED" },
+            v.expr,
+            v.actual
+        );
+    }
+    out
+}
+
+/// The run's parameters, throughput and latency.
+fn headline(out: &mut String, run: &RunResult) {
     let p = &run.params;
     let s = &run.total;
     let secs = run.seconds();
     let latency = s.latency();
     let requests = s.requests();
-    let mut out = String::new();
     let _ = writeln!(
         out,
         "scenario {} · {} · {} connections · {:.1}s measured after {:.1}s warm-up",
@@ -64,6 +83,10 @@ pub fn text(run: &RunResult, verdicts: &[Verdict]) -> String {
             run.dropped()
         );
     }
+}
+
+/// Errors by kind, the first transport error, reconnections.
+fn error_lines(out: &mut String, s: &Stats) {
     if s.errors.is_empty() {
         let _ = writeln!(out, "errors      none");
     } else {
@@ -78,6 +101,12 @@ pub fn text(run: &RunResult, verdicts: &[Verdict]) -> String {
         "reconnects  {} · chain re-sign-ins {}",
         s.reconnects, s.resyncs
     );
+}
+
+/// The scenario's own counters (multi-tab, replay, revoke).
+fn scenario_line(out: &mut String, run: &RunResult) {
+    let p = &run.params;
+    let s = &run.total;
     match p.scenario {
         Scenario::MultiTab => {
             let t = &s.tabs;
@@ -112,6 +141,12 @@ pub fn text(run: &RunResult, verdicts: &[Verdict]) -> String {
         }
         _ => {}
     }
+}
+
+/// Figures per endpoint, when the run used more than one.
+fn endpoint_table(out: &mut String, run: &RunResult) {
+    let s = &run.total;
+    let secs = run.seconds();
     let used = s.used_ops();
     if used.len() > 1 {
         let _ = writeln!(
@@ -135,6 +170,11 @@ pub fn text(run: &RunResult, verdicts: &[Verdict]) -> String {
             );
         }
     }
+}
+
+/// Figures per target, when there is more than one.
+fn target_table(out: &mut String, run: &RunResult) {
+    let secs = run.seconds();
     if run.targets.len() > 1 {
         let _ = writeln!(
             out,
@@ -156,16 +196,6 @@ pub fn text(run: &RunResult, verdicts: &[Verdict]) -> String {
             );
         }
     }
-    for v in verdicts {
-        let _ = writeln!(
-            out,
-            "threshold   {} {} (measured {})",
-            if v.passed { "passed" } else { "FAILED" },
-            v.expr,
-            v.actual
-        );
-    }
-    out
 }
 
 fn errors_map(stats: &Stats) -> Map<String, Value> {
@@ -203,24 +233,7 @@ pub fn json(run: &RunResult, verdicts: &[Verdict]) -> String {
     let s = &run.total;
     let secs = run.seconds();
     let latency = s.latency();
-    let targets: Vec<Value> = run
-        .targets
-        .iter()
-        .map(|t| {
-            let latency = t.stats.latency();
-            json!({
-                "url": t.label,
-                "connections": t.connections,
-                "requests": t.stats.requests(),
-                "ok": t.stats.ok(),
-                "rps": t.stats.requests() as f64 / secs,
-                "p50_ms": ms(latency.quantile(0.50)),
-                "p99_ms": ms(latency.quantile(0.99)),
-                "max_ms": ms(latency.max()),
-                "errors": errors_map(&t.stats),
-            })
-        })
-        .collect();
+    let targets = targets_json(run);
     let mut out = json!({
         "scenario": p.scenario.label(),
         "mode": if p.rate.is_some() { "open" } else { "closed" },
@@ -254,6 +267,37 @@ pub fn json(run: &RunResult, verdicts: &[Verdict]) -> String {
             "dropped": run.dropped(),
         });
     }
+    scenario_json(&mut out, run);
+    out.to_string()
+}
+
+/// Figures per target.
+fn targets_json(run: &RunResult) -> Vec<Value> {
+    let secs = run.seconds();
+    run.targets
+        .iter()
+        .map(|t| {
+            let latency = t.stats.latency();
+            json!({
+                "url": t.label,
+                "connections": t.connections,
+                "requests": t.stats.requests(),
+                "ok": t.stats.ok(),
+                "rps": t.stats.requests() as f64 / secs,
+                "p50_ms": ms(latency.quantile(0.50)),
+                "p99_ms": ms(latency.quantile(0.99)),
+                "max_ms": ms(latency.max()),
+                "errors": errors_map(&t.stats),
+            })
+        })
+        .collect()
+}
+
+/// The scenario's own counters (multi-tab, replay, revoke), under a key of
+/// the scenario's name.
+fn scenario_json(out: &mut Value, run: &RunResult) {
+    let p = &run.params;
+    let s = &run.total;
     match p.scenario {
         Scenario::MultiTab => {
             let t = &s.tabs;
@@ -286,5 +330,4 @@ pub fn json(run: &RunResult, verdicts: &[Verdict]) -> String {
         }
         _ => {}
     }
-    out.to_string()
 }

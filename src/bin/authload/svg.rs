@@ -62,36 +62,88 @@ fn number(value: f64) -> String {
 }
 
 pub fn line_chart(chart: &LineChart<'_>) -> String {
-    let xs = chart
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().map(|p| p.0));
-    let x_min = xs.clone().fold(f64::INFINITY, f64::min).min(0.0);
-    let x_max = xs.fold(f64::NEG_INFINITY, f64::max).max(x_min + 1.0);
-    let y_max = nice_ceiling(
-        chart
-            .series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.1))
-            .fold(0.0, f64::max),
-    );
-    let plot_w = WIDTH - LEFT - RIGHT;
-    let plot_h = HEIGHT - TOP - BOTTOM;
-    let sx = |x: f64| LEFT + (x - x_min) / (x_max - x_min) * plot_w;
-    let sy = |y: f64| TOP + plot_h - (y / y_max).clamp(0.0, 1.0) * plot_h;
+    let scale = Scale::of(chart);
     let mut svg = String::new();
     let _ = write!(
         svg,
         r#"<svg id="{}" class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" role="img">"#,
         escape(chart.id)
     );
+    axes(&mut svg, chart, &scale);
+    for (i, series) in chart.series.iter().enumerate() {
+        plot_series(&mut svg, i, series, &scale);
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// From data to picture coordinates: x from its lowest (or 0) to its
+/// highest value, y from 0 to a round number above the highest.
+struct Scale {
+    x_min: f64,
+    x_max: f64,
+    y_max: f64,
+    plot_w: f64,
+    plot_h: f64,
+}
+
+impl Scale {
+    fn of(chart: &LineChart<'_>) -> Self {
+        let xs = chart
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0));
+        let x_min = xs.clone().fold(f64::INFINITY, f64::min).min(0.0);
+        let x_max = xs.fold(f64::NEG_INFINITY, f64::max).max(x_min + 1.0);
+        let y_max = nice_ceiling(
+            chart
+                .series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1))
+                .fold(0.0, f64::max),
+        );
+        Scale {
+            x_min,
+            x_max,
+            y_max,
+            plot_w: WIDTH - LEFT - RIGHT,
+            plot_h: HEIGHT - TOP - BOTTOM,
+        }
+    }
+
+    fn x(&self, x: f64) -> f64 {
+        LEFT + (x - self.x_min) / (self.x_max - self.x_min) * self.plot_w
+    }
+
+    fn y(&self, y: f64) -> f64 {
+        TOP + self.plot_h - (y / self.y_max).clamp(0.0, 1.0) * self.plot_h
+    }
+
+    /// The chart's own ticks, or round steps about an eighth of the range.
+    fn x_ticks(&self, chart: &LineChart<'_>) -> Vec<(f64, String)> {
+        chart.x_ticks.clone().unwrap_or_else(|| {
+            let step = nice_ceiling((self.x_max - self.x_min) / 8.0).max(1.0);
+            let mut ticks = Vec::new();
+            let mut x = (self.x_min / step).ceil() * step;
+            while x <= self.x_max + 1e-9 {
+                ticks.push((x, number(x)));
+                x += step;
+            }
+            ticks
+        })
+    }
+}
+
+/// The plot area, the y grid, the x ticks and both axis labels.
+fn axes(svg: &mut String, chart: &LineChart<'_>, scale: &Scale) {
+    let Scale { plot_w, plot_h, .. } = *scale;
     let _ = write!(
         svg,
         r##"<rect x="{LEFT}" y="{TOP}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#999"/>"##
     );
     for i in 0..=4 {
-        let y = y_max * f64::from(i) / 4.0;
-        let py = sy(y);
+        let y = scale.y_max * f64::from(i) / 4.0;
+        let py = scale.y(y);
         let _ = write!(
             svg,
             r##"<line class="grid" x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#ddd"/><text x="{}" y="{:.1}" text-anchor="end" font-size="11">{}</text>"##,
@@ -101,18 +153,8 @@ pub fn line_chart(chart: &LineChart<'_>) -> String {
             number(y)
         );
     }
-    let ticks = chart.x_ticks.clone().unwrap_or_else(|| {
-        let step = nice_ceiling((x_max - x_min) / 8.0).max(1.0);
-        let mut ticks = Vec::new();
-        let mut x = (x_min / step).ceil() * step;
-        while x <= x_max + 1e-9 {
-            ticks.push((x, number(x)));
-            x += step;
-        }
-        ticks
-    });
-    for (x, label) in ticks {
-        let px = sx(x);
+    for (x, label) in scale.x_ticks(chart) {
+        let px = scale.x(x);
         let _ = write!(
             svg,
             r##"<line x1="{px:.1}" x2="{px:.1}" y1="{}" y2="{}" stroke="#999"/><text x="{px:.1}" y="{}" text-anchor="middle" font-size="11">{}</text>"##,
@@ -132,44 +174,44 @@ pub fn line_chart(chart: &LineChart<'_>) -> String {
         TOP + plot_h / 2.0,
         escape(chart.y_label)
     );
-    for (i, series) in chart.series.iter().enumerate() {
-        let points: Vec<String> = series
-            .points
-            .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", sx(*x), sy(*y)))
-            .collect();
-        let _ = write!(
-            svg,
-            r#"<polyline class="series" data-series="{}" fill="none" stroke="{}" stroke-width="3" stroke-linejoin="round" points="{}"/>"#,
-            escape(&series.name),
-            series.color,
-            points.join(" ")
-        );
-        if series.points.len() <= 2 {
-            // A polyline of one point draws nothing: mark the points.
-            for (x, y) in &series.points {
-                let _ = write!(
-                    svg,
-                    r#"<circle class="point" cx="{:.1}" cy="{:.1}" r="4" fill="{}"/>"#,
-                    sx(*x),
-                    sy(*y),
-                    series.color
-                );
-            }
+}
+
+/// The `i`th series: its line and its legend entry (four to a row).
+fn plot_series(svg: &mut String, i: usize, series: &Series, scale: &Scale) {
+    let points: Vec<String> = series
+        .points
+        .iter()
+        .map(|(x, y)| format!("{:.1},{:.1}", scale.x(*x), scale.y(*y)))
+        .collect();
+    let _ = write!(
+        svg,
+        r#"<polyline class="series" data-series="{}" fill="none" stroke="{}" stroke-width="3" stroke-linejoin="round" points="{}"/>"#,
+        escape(&series.name),
+        series.color,
+        points.join(" ")
+    );
+    if series.points.len() <= 2 {
+        // A polyline of one point draws nothing: mark the points.
+        for (x, y) in &series.points {
+            let _ = write!(
+                svg,
+                r#"<circle class="point" cx="{:.1}" cy="{:.1}" r="4" fill="{}"/>"#,
+                scale.x(*x),
+                scale.y(*y),
+                series.color
+            );
         }
-        let lx = LEFT + 10.0 + (i as f64 % 4.0) * 200.0;
-        let ly = TOP + 14.0 + (i / 4) as f64 * 16.0;
-        let _ = write!(
-            svg,
-            r#"<rect x="{lx}" y="{}" width="14" height="4" fill="{}"/><text x="{}" y="{ly}" font-size="12">{}</text>"#,
-            ly - 5.0,
-            series.color,
-            lx + 18.0,
-            escape(&series.name)
-        );
     }
-    svg.push_str("</svg>");
-    svg
+    let lx = LEFT + 10.0 + (i as f64 % 4.0) * 200.0;
+    let ly = TOP + 14.0 + (i / 4) as f64 * 16.0;
+    let _ = write!(
+        svg,
+        r#"<rect x="{lx}" y="{}" width="14" height="4" fill="{}"/><text x="{}" y="{ly}" font-size="12">{}</text>"#,
+        ly - 5.0,
+        series.color,
+        lx + 18.0,
+        escape(&series.name)
+    );
 }
 
 /// Vertical bars, one per (label, value).

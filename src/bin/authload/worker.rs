@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::header::HeaderValue;
 use hyper::Request;
 use tokio::time::Instant;
 
 use crate::cli::Scenario;
 use crate::client::Client;
-use crate::exchange::{check, credentials_body, token_body};
+use crate::exchange::credentials_body;
 use crate::ops::{ErrKind, Op};
 use crate::pacer::Pacer;
 use crate::replay::ReplayCycle;
@@ -24,6 +24,10 @@ use crate::stats::Stats;
 use crate::tabs::{TabAction, TabSession};
 use crate::target::TargetPlan;
 use crate::timeline::Timeline;
+
+mod answer;
+mod request;
+mod setup;
 
 /// Shared, read-only description of the run.
 pub struct Plan {
@@ -134,126 +138,11 @@ impl Worker {
         }
     }
 
-    fn needs_user(&self) -> bool {
-        match self.role {
-            Role::Tab { lead, .. } => lead,
-            _ => self.plan.scenario.needs_own_user(),
-        }
-    }
-
-    /// Opens the connection, creates the user the scenario needs and, for
-    /// a pool, signs in the pool's sessions.
-    pub async fn setup(&mut self) -> Result<(), String> {
-        self.setup_user().await?;
-        let want = match &self.role {
-            Role::Pool { want, .. } => *want,
-            _ => return Ok(()),
-        };
-        let mut failures = 0u64;
-        while self.pool_len() < want {
-            let request = self.request(Op::Signin, None);
-            let answer = tokio::time::timeout(self.plan.timeout, self.client.send(request)).await;
-            let (status, body) = match answer {
-                Ok(Ok(answer)) => answer,
-                Ok(Err(_)) | Err(_) => (0, Bytes::new()),
-            };
-            match check(Op::Signin, status, &body) {
-                (Ok(()), Some(token)) => {
-                    if let Role::Pool { tokens, .. } = &mut self.role {
-                        tokens.push(token);
-                    }
-                }
-                // Transient (a full hashing queue, a dropped connection): retry.
-                (Err(ErrKind::Status(0 | 503 | 429)), _) if failures < 50 => {
-                    failures += 1;
-                    tokio::time::sleep(Duration::from_millis(20 * failures.min(10))).await;
-                }
-                (result, _) => {
-                    return Err(format!(
-                        "pool sign-in of {} answered {status} ({result:?}): {}",
-                        self.email,
-                        String::from_utf8_lossy(&body)
-                    ))
-                }
-            }
-        }
-        Ok(())
-    }
-
     fn pool_len(&self) -> usize {
         match &self.role {
             Role::Pool { tokens, .. } => tokens.len(),
             _ => 0,
         }
-    }
-
-    /// Opens the connection and, if the scenario needs it, creates the
-    /// connection's (or its session's) user. Retries what looks transient
-    /// (503, 429, transport).
-    async fn setup_user(&mut self) -> Result<(), String> {
-        let mut last = String::new();
-        for attempt in 0..10u64 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(50 * attempt.min(10))).await;
-            }
-            if !self.needs_user() {
-                match self.client.connect().await {
-                    Ok(()) => return Ok(()),
-                    Err(e) => {
-                        last = e.to_string();
-                        continue;
-                    }
-                }
-            }
-            let op = if last.starts_with("409") {
-                Op::Signin
-            } else {
-                Op::Signup
-            };
-            let request = self.request(op, None);
-            match tokio::time::timeout(self.plan.timeout, self.client.send(request)).await {
-                Err(_) => {
-                    self.client.drop_connection();
-                    last = "timeout".into();
-                }
-                Ok(Err(e)) => last = e.to_string(),
-                Ok(Ok((status, body))) => match check(op, status, &body) {
-                    (Ok(()), token) => {
-                        let token = token.unwrap_or_default();
-                        match &mut self.role {
-                            Role::Chain => self.set_token(&token),
-                            Role::Pool { tokens, .. } => tokens.push(token),
-                            Role::Tab { session, .. } => {
-                                session.after_signin(Some(&token));
-                            }
-                            Role::Replay(cycle) => {
-                                cycle.after(
-                                    Op::Signin,
-                                    Some(200),
-                                    Ok(()),
-                                    Some(&token),
-                                    &mut Default::default(),
-                                );
-                            }
-                        }
-                        return Ok(());
-                    }
-                    (Err(ErrKind::Status(409)), _) => last = "409 (user exists)".into(),
-                    (Err(ErrKind::Status(503)), _) | (Err(ErrKind::Status(429)), _) => {
-                        last = format!("{status}: {}", String::from_utf8_lossy(&body));
-                    }
-                    (Err(kind), _) => {
-                        return Err(format!(
-                            "{} of {} answered {kind}: {}",
-                            op.label(),
-                            self.email,
-                            String::from_utf8_lossy(&body)
-                        ))
-                    }
-                },
-            }
-        }
-        Err(format!("connection {} setup failed: {last}", self.id))
     }
 
     /// Closed loop: the next request goes out once the previous answer is in.
@@ -390,28 +279,8 @@ impl Worker {
                 self.stats.late += 1;
             }
         }
-        let deadline = if open {
-            sent + self.plan.timeout
-        } else {
-            (sent + self.plan.timeout).min(window.end)
-        };
-        let answer = tokio::time::timeout_at(deadline, self.client.send(request)).await;
-        let finished = Instant::now();
-        let answer = match answer {
-            Err(_) => {
-                self.client.drop_connection();
-                if !open && finished >= window.end {
-                    return Step::Cut; // cut off by the end of the run, not slow
-                }
-                Answer::Lost(ErrKind::Timeout)
-            }
-            Ok(Err(e)) => {
-                if finished >= window.measure_from && self.stats.first_transport_error.is_none() {
-                    self.stats.first_transport_error = Some(e.to_string());
-                }
-                Answer::Lost(ErrKind::Transport)
-            }
-            Ok(Ok((status, body))) => Answer::Http(status, body),
+        let Some((answer, finished)) = self.exchange(request, sent, window, open).await else {
+            return Step::Cut;
         };
         let counted = if open {
             in_window
@@ -428,16 +297,7 @@ impl Worker {
         let transport = matches!(answer, Answer::Lost(ErrKind::Transport));
         let result = self.absorb(op, presented.as_deref(), answer, counted);
         if counted {
-            self.stats.record(op, result, latency);
-            if chain_broken {
-                self.stats.resyncs += 1;
-            }
-            let second = finished
-                .saturating_duration_since(window.measure_from)
-                .as_secs();
-            self.plan
-                .timeline
-                .record(second as usize, op, result, latency);
+            self.record(op, result, latency, chain_broken, finished, window);
         }
         if transport {
             // Do not spin when the server is unreachable.
@@ -446,148 +306,63 @@ impl Worker {
         Step::Sent
     }
 
-    /// Sorts an answer for the scenario and updates the token state.
-    fn absorb(
+    /// Sends `request` (sent at `sent`) and waits for its answer: until
+    /// `--timeout`, in closed loop at most until the window's end. The
+    /// answer and when it finished; `None` when the end of a closed-loop
+    /// run cut the request off, which is not a slow answer.
+    async fn exchange(
         &mut self,
-        op: Op,
-        presented: Option<&str>,
-        answer: Answer,
-        counted: bool,
-    ) -> Result<(), ErrKind> {
-        let (status, result, token) = match &answer {
-            Answer::Http(status, body) => {
-                let (result, token) = check(op, *status, body);
-                (Some(*status), result, token)
-            }
-            Answer::Lost(kind) => (None, Err(*kind), None),
+        request: Request<Full<Bytes>>,
+        sent: Instant,
+        window: Window,
+        open: bool,
+    ) -> Option<(Answer, Instant)> {
+        let deadline = if open {
+            sent + self.plan.timeout
+        } else {
+            (sent + self.plan.timeout).min(window.end)
         };
-        match &mut self.role {
-            Role::Chain => self.absorb_chain(op, status, result, token.as_deref()),
-            Role::Tab { session, .. } => {
-                let event = match op {
-                    Op::Signin => session.after_signin(token.as_deref()),
-                    _ => session.after_refresh(
-                        presented.unwrap_or_default(),
-                        result,
-                        token.as_deref(),
-                    ),
-                };
-                if counted {
-                    event.count(&mut self.stats.tabs);
+        let answer = tokio::time::timeout_at(deadline, self.client.send(request)).await;
+        let finished = Instant::now();
+        let answer = match answer {
+            Err(_) => {
+                self.client.drop_connection();
+                if !open && finished >= window.end {
+                    return None;
                 }
+                Answer::Lost(ErrKind::Timeout)
             }
-            Role::Replay(cycle) => {
-                let mut counters = Default::default();
-                cycle.after(op, status, result, token.as_deref(), &mut counters);
-                if counted {
-                    let c = &mut self.stats.replay;
-                    c.replays += counters.replays;
-                    c.refused += counters.refused;
-                    c.accepted += counters.accepted;
-                    c.sessions_revoked += counters.sessions_revoked;
-                    c.sessions_alive += counters.sessions_alive;
+            Ok(Err(e)) => {
+                if finished >= window.measure_from && self.stats.first_transport_error.is_none() {
+                    self.stats.first_transport_error = Some(e.to_string());
                 }
+                Answer::Lost(ErrKind::Transport)
             }
-            // Each pooled session is presented once; nothing to keep.
-            Role::Pool { .. } => {}
-        }
-        result
+            Ok(Ok((status, body))) => Answer::Http(status, body),
+        };
+        Some((answer, finished))
     }
 
-    fn absorb_chain(
+    /// Records a counted answer in the connection's stats and, by the
+    /// second of the window it finished in, in the shared timeline.
+    fn record(
         &mut self,
         op: Op,
-        status: Option<u16>,
         result: Result<(), ErrKind>,
-        token: Option<&str>,
+        latency: Option<u64>,
+        chain_broken: bool,
+        finished: Instant,
+        window: Window,
     ) {
-        if op == Op::Signin && status.is_some() {
-            self.ended_by_revoke = false;
+        self.stats.record(op, result, latency);
+        if chain_broken {
+            self.stats.resyncs += 1;
         }
-        if op == Op::Revoke {
-            self.ended_by_revoke = status.is_some();
-        }
-        match (status, result) {
-            // A request whose answer was lost may have consumed the token.
-            (None, _) if matches!(op, Op::Refresh | Op::Revoke) => self.forget_token(),
-            (None, _) => {}
-            // A revoke ends the session whatever it answered.
-            (Some(_), _) if op == Op::Revoke => self.forget_token(),
-            (Some(401), Err(_)) if matches!(op, Op::Refresh | Op::Authorize) => self.forget_token(),
-            (Some(_), Err(ErrKind::BadBody)) if op == Op::Refresh => self.forget_token(),
-            (Some(_), Ok(())) => {
-                if let Some(token) = token {
-                    self.set_token(token);
-                }
-            }
-            (Some(_), Err(_)) => {}
-        }
-    }
-
-    fn request(&mut self, op: Op, presented: Option<&str>) -> Request<Full<Bytes>> {
-        let own = matches!(self.role, Role::Chain);
-        let body = match op {
-            Op::Signup if self.plan.scenario == Scenario::Signup => {
-                self.signups += 1;
-                let email = format!(
-                    "load-{}-{}-{}@example.com",
-                    self.plan.run_id, self.id, self.signups
-                );
-                credentials_body(&email, &self.plan.password)
-            }
-            Op::Signup | Op::Signin => self.credentials.clone(),
-            _ if op.takes_token_body() => {
-                let token = if own {
-                    self.token.as_deref()
-                } else {
-                    presented
-                };
-                token_body(token.unwrap_or_default())
-            }
-            _ => Bytes::new(),
-        };
-        let mut builder = Request::builder()
-            .method(op.method())
-            .uri(self.peer.uri(op))
-            .header(HOST, self.peer.host.clone());
-        if !body.is_empty() {
-            builder = builder.header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        }
-        if op.takes_bearer() {
-            let bearer = if own {
-                self.bearer()
-            } else {
-                presented.and_then(|t| HeaderValue::from_str(&format!("Bearer {t}")).ok())
-            };
-            if let Some(bearer) = bearer {
-                builder = builder.header(AUTHORIZATION, bearer);
-            }
-        }
-        match builder.body(Full::new(body)) {
-            Ok(request) => request,
-            // Every part above is pre-validated; keep the type total anyway.
-            Err(_) => Request::new(Full::new(Bytes::new())),
-        }
-    }
-
-    fn bearer(&mut self) -> Option<HeaderValue> {
-        if self.bearer.is_none() {
-            let token = self.token.as_deref()?;
-            self.bearer =
-                HeaderValue::from_maybe_shared(Bytes::from(format!("Bearer {token}"))).ok();
-        }
-        self.bearer.clone()
-    }
-
-    fn set_token(&mut self, token: &str) {
-        let slot = self.token.get_or_insert_with(String::new);
-        slot.clear();
-        slot.push_str(token);
-        self.bearer = None;
-    }
-
-    fn forget_token(&mut self) {
-        self.token = None;
-        self.bearer = None;
+        let second = finished
+            .saturating_duration_since(window.measure_from)
+            .as_secs();
+        self.plan
+            .timeline
+            .record(second as usize, op, result, latency);
     }
 }

@@ -63,6 +63,9 @@ pub(super) fn decode_changes(payload: &str) -> Vec<SessionChange> {
         .collect()
 }
 
+/// What the change feed's errors say they were doing.
+const FEED_CONTEXT: &str = "change feed";
+
 /// Why one connection of the change feed ended.
 enum FeedEnd {
     /// The receiver was dropped: stop.
@@ -140,48 +143,12 @@ async fn listen(
     timeout: Duration,
     sender: &mpsc::Sender<FeedEvent>,
 ) -> FeedEnd {
-    const CONTEXT: &str = "change feed";
-    let connect = tokio::time::timeout(timeout, primary.connect(config));
-    let (client, mut connection) = tokio::select! {
-        connected = connect => match connected {
-            Ok(Ok(pair)) => pair,
-            Ok(Err(none)) => return FeedEnd::ConnectFailed(none.into_store_error(CONTEXT)),
-            Err(_) => {
-                return FeedEnd::ConnectFailed(Failure::Elapsed(timeout).into_store_error(CONTEXT))
-            }
-        },
-        () = sender.closed() => return FeedEnd::ReceiverGone,
-    };
-
-    // The connection only makes progress while polled, so drive it while
-    // `LISTEN` runs (and keep anything it already delivers).
     let listen_sql = format!("LISTEN {}", quote_ident(CHANGE_CHANNEL));
-    let mut pending: VecDeque<Vec<SessionChange>> = VecDeque::new();
-    {
-        let listened = tokio::time::timeout(timeout, client.batch_execute(&listen_sql));
-        tokio::pin!(listened);
-        loop {
-            tokio::select! {
-                done = &mut listened => match done {
-                    Ok(Ok(())) => break,
-                    Ok(Err(e)) => {
-                        return FeedEnd::ConnectFailed(Failure::Db(e).into_store_error(CONTEXT))
-                    }
-                    Err(_) => {
-                        return FeedEnd::ConnectFailed(
-                            Failure::Elapsed(timeout).into_store_error(CONTEXT),
-                        )
-                    }
-                },
-                message = next_changes(&mut connection) => match message {
-                    Ok(Some(changes)) => pending.push_back(changes),
-                    Ok(None) => {}
-                    Err(error) => return FeedEnd::ConnectFailed(error),
-                },
-                () = sender.closed() => return FeedEnd::ReceiverGone,
-            }
-        }
-    }
+    let (client, mut connection, mut pending) =
+        match connect_and_listen(primary, config, timeout, sender, &listen_sql).await {
+            Ok(listening) => listening,
+            Err(end) => return end,
+        };
     tracing::info!(
         event = "change_feed_connected",
         channel = CHANGE_CHANNEL,
@@ -191,19 +158,7 @@ async fn listen(
         return FeedEnd::ReceiverGone;
     }
 
-    // Completes only when the server stopped answering.
-    let heartbeat = async {
-        loop {
-            tokio::time::sleep(FEED_HEARTBEAT).await;
-            // Re-listening is a no-op round trip that keeps `LISTEN ...` as
-            // the connection's last query in `pg_stat_activity`.
-            match tokio::time::timeout(timeout, client.batch_execute(&listen_sql)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => return Failure::Db(e).into_store_error(CONTEXT),
-                Err(_) => return Failure::Elapsed(timeout).into_store_error(CONTEXT),
-            }
-        }
-    };
+    let heartbeat = heartbeat(&client, &listen_sql, timeout);
     tokio::pin!(heartbeat);
 
     // Receiving and forwarding are separate branches, so a slow receiver
@@ -234,6 +189,77 @@ async fn listen(
         }
     }
     FeedEnd::Lost(end)
+}
+
+/// A listening connection of the feed: the client, its connection (to be
+/// driven), and the changes it delivered while `LISTEN` ran.
+type Listening = (
+    tokio_postgres::Client,
+    Connection<Socket, NoTlsStream>,
+    VecDeque<Vec<SessionChange>>,
+);
+
+/// Connects to the primary and runs `listen_sql`, each within `timeout`;
+/// gives up as soon as the receiver goes away.
+async fn connect_and_listen(
+    primary: &Primary,
+    config: &tokio_postgres::Config,
+    timeout: Duration,
+    sender: &mpsc::Sender<FeedEvent>,
+    listen_sql: &str,
+) -> Result<Listening, FeedEnd> {
+    let failed = |failure: Failure| FeedEnd::ConnectFailed(failure.into_store_error(FEED_CONTEXT));
+    let connect = tokio::time::timeout(timeout, primary.connect(config));
+    let (client, mut connection) = tokio::select! {
+        connected = connect => match connected {
+            Ok(Ok(pair)) => pair,
+            Ok(Err(none)) => return Err(FeedEnd::ConnectFailed(none.into_store_error(FEED_CONTEXT))),
+            Err(_) => return Err(failed(Failure::Elapsed(timeout))),
+        },
+        () = sender.closed() => return Err(FeedEnd::ReceiverGone),
+    };
+
+    // The connection only makes progress while polled, so drive it while
+    // `LISTEN` runs (and keep anything it already delivers).
+    let mut pending: VecDeque<Vec<SessionChange>> = VecDeque::new();
+    {
+        let listened = tokio::time::timeout(timeout, client.batch_execute(listen_sql));
+        tokio::pin!(listened);
+        loop {
+            tokio::select! {
+                done = &mut listened => match done {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => return Err(failed(Failure::Db(e))),
+                    Err(_) => return Err(failed(Failure::Elapsed(timeout))),
+                },
+                message = next_changes(&mut connection) => match message {
+                    Ok(Some(changes)) => pending.push_back(changes),
+                    Ok(None) => {}
+                    Err(error) => return Err(FeedEnd::ConnectFailed(error)),
+                },
+                () = sender.closed() => return Err(FeedEnd::ReceiverGone),
+            }
+        }
+    }
+    Ok((client, connection, pending))
+}
+
+/// Re-runs `listen_sql` every [`FEED_HEARTBEAT`]; completes only when the
+/// server stopped answering. Re-listening is a no-op round trip that keeps
+/// `LISTEN ...` as the connection's last query in `pg_stat_activity`.
+async fn heartbeat(
+    client: &tokio_postgres::Client,
+    listen_sql: &str,
+    timeout: Duration,
+) -> StoreError {
+    loop {
+        tokio::time::sleep(FEED_HEARTBEAT).await;
+        match tokio::time::timeout(timeout, client.batch_execute(listen_sql)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Failure::Db(e).into_store_error(FEED_CONTEXT),
+            Err(_) => return Failure::Elapsed(timeout).into_store_error(FEED_CONTEXT),
+        }
+    }
 }
 
 /// Drives `connection` to its next message: `Some(changes)` for a

@@ -105,15 +105,7 @@ async fn run(
 ) {
     let mut client: Option<(tokio_postgres::Client, tokio_postgres::Statement)> = None;
     let mut warned = false;
-    while let Some(mut changes) = inbox.recv().await {
-        // Everything committed while the previous statement was in flight
-        // goes out in this one.
-        while changes.len() < PUBLISH_MAX_CHANGES {
-            match inbox.try_recv() {
-                Ok(more) => changes.extend(more),
-                Err(_) => break,
-            }
-        }
+    while let Some(changes) = next_changes(&mut inbox).await {
         #[cfg(feature = "test-hooks")]
         if dropping.load(std::sync::atomic::Ordering::SeqCst) {
             lost(changes.len() as u64, "dropped by the test hook");
@@ -140,22 +132,54 @@ async fn run(
         let Some((c, notify)) = client.as_ref() else {
             continue;
         };
-        let payloads = encode_changes(&changes);
-        let sent =
-            tokio::time::timeout(timeout, c.execute(notify, &[&CHANGE_CHANNEL, &payloads])).await;
-        match sent {
-            Ok(Ok(_)) => warned = false,
-            Ok(Err(e)) => {
-                let error = Failure::Db(e).into_store_error("announcing changes");
-                tracing::warn!(event = "publish_failed", %error, "announcing changes failed");
-                lost(changes.len() as u64, "publish failed");
-                client = None;
-            }
-            Err(_) => {
-                tracing::warn!(event = "publish_failed", "announcing changes timed out");
-                lost(changes.len() as u64, "publish timed out");
-                client = None;
-            }
+        if announce(c, notify, &changes, timeout).await {
+            warned = false;
+        } else {
+            client = None;
+        }
+    }
+}
+
+/// The next changes to announce, `None` once every sender is gone. Waits
+/// for some, then takes everything committed while the previous statement
+/// was in flight too (up to [`PUBLISH_MAX_CHANGES`]), so it goes out in one
+/// statement.
+async fn next_changes(
+    inbox: &mut mpsc::Receiver<Vec<SessionChange>>,
+) -> Option<Vec<SessionChange>> {
+    let mut changes = inbox.recv().await?;
+    while changes.len() < PUBLISH_MAX_CHANGES {
+        match inbox.try_recv() {
+            Ok(more) => changes.extend(more),
+            Err(_) => break,
+        }
+    }
+    Some(changes)
+}
+
+/// Sends the `NOTIFY`s announcing `changes`. False (the changes counted as
+/// lost) when that failed, and the connection is not to be trusted again.
+async fn announce(
+    c: &tokio_postgres::Client,
+    notify: &tokio_postgres::Statement,
+    changes: &[SessionChange],
+    timeout: Duration,
+) -> bool {
+    let payloads = encode_changes(changes);
+    let sent =
+        tokio::time::timeout(timeout, c.execute(notify, &[&CHANGE_CHANNEL, &payloads])).await;
+    match sent {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => {
+            let error = Failure::Db(e).into_store_error("announcing changes");
+            tracing::warn!(event = "publish_failed", %error, "announcing changes failed");
+            lost(changes.len() as u64, "publish failed");
+            false
+        }
+        Err(_) => {
+            tracing::warn!(event = "publish_failed", "announcing changes timed out");
+            lost(changes.len() as u64, "publish timed out");
+            false
         }
     }
 }

@@ -151,37 +151,43 @@ pub(super) async fn ensure_database(
         }
     };
 
-    let work = async {
-        let exists = client
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
-            .await?
-            .is_some();
-        if exists {
-            return Ok(());
-        }
-        let sql = format!("CREATE DATABASE {}", quote_ident(dbname));
-        match client.batch_execute(&sql).await {
-            Ok(()) => {
-                tracing::info!(database = dbname, "created database");
-                Ok(())
-            }
-            // Another process created it between our check and our CREATE.
-            // Depending on timing PostgreSQL reports duplicate_database or a
-            // unique violation on pg_database's name index.
-            Err(e)
-                if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
-                    || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
-        }
-    };
     let setup = timeout.max(SETUP_TIMEOUT_FLOOR);
-    match tokio::time::timeout(setup, work).await {
+    match tokio::time::timeout(setup, create_if_missing(&client, dbname)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Failure::Db(e).into_store_error("creating the database")),
         Err(_) => Err(Failure::Elapsed(setup).into_store_error("creating the database")),
+    }
+}
+
+/// Creates `dbname` through `client` (on the maintenance database) unless
+/// it exists. Another process creating it at the same time is no error.
+async fn create_if_missing(
+    client: &tokio_postgres::Client,
+    dbname: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&dbname])
+        .await?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let sql = format!("CREATE DATABASE {}", quote_ident(dbname));
+    match client.batch_execute(&sql).await {
+        Ok(()) => {
+            tracing::info!(database = dbname, "created database");
+            Ok(())
+        }
+        // Another process created it between our check and our CREATE.
+        // Depending on timing PostgreSQL reports duplicate_database or a
+        // unique violation on pg_database's name index.
+        Err(e)
+            if e.code() == Some(&SqlState::DUPLICATE_DATABASE)
+                || e.code() == Some(&SqlState::UNIQUE_VIOLATION) =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 

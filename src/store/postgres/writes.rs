@@ -3,8 +3,11 @@
 
 use std::collections::hash_map::Entry;
 
+use tokio_postgres::types::ToSql;
+
 use super::changelog::logged;
 use super::*;
+use crate::domain::SessionOrigin;
 
 /// Creates skip (and report as conflicts) ids that already exist and users
 /// that do not, instead of failing the whole batch on a constraint. The
@@ -104,7 +107,7 @@ pub(super) struct Revokes {
 }
 
 impl Revokes {
-    /// By id, for the lock order (see [`Plan::new`]).
+    /// By id, for the lock order (see [`PlanBuilder::into_plan`]).
     pub(super) fn sort(&mut self) {
         let mut rows: Vec<_> = self
             .ids
@@ -118,89 +121,126 @@ impl Revokes {
     }
 }
 
-impl Plan {
-    pub(super) fn new(batch: &[SessionWrite]) -> Self {
-        let mut creates = Creates::default();
-        let mut rotation_rounds: Vec<Rotations> = Vec::new();
-        let mut rounds_of: HashMap<Uuid, usize> = HashMap::new();
-        let mut revokes = Revokes::default();
-        let mut revoked_ids = HashSet::new();
-        let mut user_revokes = Revokes::default();
-        let mut revoked_users: HashMap<Uuid, usize> = HashMap::new();
-        let mut keeps: Vec<Uuid> = Vec::new();
-        for write in batch {
-            match write {
-                SessionWrite::Create(s, origin) => {
-                    creates.client_addresses.push(origin.client_address.clone());
-                    creates.user_agents.push(origin.user_agent.clone());
-                    creates.ids.push(s.id.0);
-                    creates.user_ids.push(s.user_id.0);
-                    creates.user_int_ids.push(s.user_int_id);
-                    creates.generations.push(i64::from(s.generation));
-                    creates.issued.push(s.issued_at_ms);
-                    creates.expires.push(s.expires_at_ms);
-                    // A session created revoked (not done today) is revoked
-                    // from the start.
-                    creates.revoked.push(s.revoked.then_some(s.issued_at_ms));
+impl Creates {
+    fn push(&mut self, s: &Session, origin: &SessionOrigin) {
+        self.client_addresses.push(origin.client_address.clone());
+        self.user_agents.push(origin.user_agent.clone());
+        self.ids.push(s.id.0);
+        self.user_ids.push(s.user_id.0);
+        self.user_int_ids.push(s.user_int_id);
+        self.generations.push(i64::from(s.generation));
+        self.issued.push(s.issued_at_ms);
+        self.expires.push(s.expires_at_ms);
+        // A session created revoked (not done today) is revoked from the
+        // start.
+        self.revoked.push(s.revoked.then_some(s.issued_at_ms));
+    }
+}
+
+impl Rotations {
+    /// By id, for the lock order (see [`PlanBuilder::into_plan`]).
+    fn sort(&mut self) {
+        let mut rows: Vec<_> = (0..self.ids.len())
+            .map(|i| (self.ids[i], self.from_generations[i], self.issued[i]))
+            .collect();
+        rows.sort_unstable_by_key(|row| row.0);
+        self.ids = rows.iter().map(|row| row.0).collect();
+        self.from_generations = rows.iter().map(|row| row.1).collect();
+        self.issued = rows.iter().map(|row| row.2).collect();
+    }
+}
+
+/// The arrays of a [`Plan`] as the batch's writes are added one by one,
+/// with what it takes to keep the batch's order: the next rotation round
+/// of each session, the sessions and users already revoked.
+#[derive(Default)]
+struct PlanBuilder {
+    creates: Creates,
+    rotation_rounds: Vec<Rotations>,
+    rounds_of: HashMap<Uuid, usize>,
+    revokes: Revokes,
+    revoked_ids: HashSet<Uuid>,
+    user_revokes: Revokes,
+    /// Index into `user_revokes` (and `keeps`) of each user revoked.
+    revoked_users: HashMap<Uuid, usize>,
+    keeps: Vec<Uuid>,
+}
+
+impl PlanBuilder {
+    fn add(&mut self, write: &SessionWrite) {
+        match write {
+            SessionWrite::Create(s, origin) => self.creates.push(s, origin),
+            SessionWrite::Rotate {
+                id,
+                from_generation,
+                issued_at_ms,
+            } => self.rotate(id.0, i64::from(*from_generation), *issued_at_ms),
+            SessionWrite::Revoke { id, revoked_at_ms } => {
+                // The first revocation's time wins, as if applied in order.
+                if self.revoked_ids.insert(id.0) {
+                    self.revokes.ids.push(id.0);
+                    self.revokes.at.push(*revoked_at_ms);
                 }
-                SessionWrite::Rotate {
-                    id,
-                    from_generation,
-                    issued_at_ms,
-                } => {
-                    let round = rounds_of.entry(id.0).or_insert(0);
-                    if rotation_rounds.len() <= *round {
-                        rotation_rounds.push(Rotations::default());
-                    }
-                    let r = &mut rotation_rounds[*round];
-                    r.ids.push(id.0);
-                    r.from_generations.push(i64::from(*from_generation));
-                    r.issued.push(*issued_at_ms);
-                    *round += 1;
-                }
-                SessionWrite::Revoke { id, revoked_at_ms } => {
-                    // The first revocation's time wins, as if applied in order.
-                    if revoked_ids.insert(id.0) {
-                        revokes.ids.push(id.0);
-                        revokes.at.push(*revoked_at_ms);
-                    }
-                }
-                SessionWrite::RevokeUser {
-                    user_id,
-                    revoked_at_ms,
-                    except,
-                } => {
-                    // Likewise; and one `UPDATE` may change a row only once.
-                    // Two revocations of one user sparing different
-                    // sessions together spare none.
-                    let keep = except.map_or(Uuid::nil(), |id| id.0);
-                    match revoked_users.entry(user_id.0) {
-                        Entry::Vacant(entry) => {
-                            entry.insert(keeps.len());
-                            user_revokes.ids.push(user_id.0);
-                            user_revokes.at.push(*revoked_at_ms);
-                            keeps.push(keep);
-                        }
-                        Entry::Occupied(entry) => {
-                            if keeps[*entry.get()] != keep {
-                                keeps[*entry.get()] = Uuid::nil();
-                            }
-                        }
-                    }
+            }
+            SessionWrite::RevokeUser {
+                user_id,
+                revoked_at_ms,
+                except,
+            } => self.revoke_user(
+                user_id.0,
+                *revoked_at_ms,
+                except.map_or(Uuid::nil(), |id| id.0),
+            ),
+        }
+    }
+
+    /// The n-th rotation of a session in the batch goes into round n.
+    fn rotate(&mut self, id: Uuid, from_generation: i64, issued_at_ms: i64) {
+        let round = self.rounds_of.entry(id).or_insert(0);
+        if self.rotation_rounds.len() <= *round {
+            self.rotation_rounds.push(Rotations::default());
+        }
+        let r = &mut self.rotation_rounds[*round];
+        r.ids.push(id);
+        r.from_generations.push(from_generation);
+        r.issued.push(issued_at_ms);
+        *round += 1;
+    }
+
+    /// The first revocation's time wins, as for sessions; and one `UPDATE`
+    /// may change a row only once. Two revocations of one user sparing
+    /// different sessions together spare none (`keep`: the nil UUID).
+    fn revoke_user(&mut self, user_id: Uuid, revoked_at_ms: i64, keep: Uuid) {
+        match self.revoked_users.entry(user_id) {
+            Entry::Vacant(entry) => {
+                entry.insert(self.keeps.len());
+                self.user_revokes.ids.push(user_id);
+                self.user_revokes.at.push(revoked_at_ms);
+                self.keeps.push(keep);
+            }
+            Entry::Occupied(entry) => {
+                if self.keeps[*entry.get()] != keep {
+                    self.keeps[*entry.get()] = Uuid::nil();
                 }
             }
         }
-        // Rows are locked in the order the arrays list them; one order for
-        // every instance means two batches touching the same sessions wait
-        // for each other instead of deadlocking.
+    }
+
+    /// The plan, every array sorted by id. Rows are locked in the order the
+    /// arrays list them; one order for every instance means two batches
+    /// touching the same sessions wait for each other instead of
+    /// deadlocking.
+    fn into_plan(self) -> Plan {
+        let PlanBuilder {
+            creates,
+            mut rotation_rounds,
+            mut revokes,
+            mut user_revokes,
+            keeps,
+            ..
+        } = self;
         for round in &mut rotation_rounds {
-            let mut rows: Vec<_> = (0..round.ids.len())
-                .map(|i| (round.ids[i], round.from_generations[i], round.issued[i]))
-                .collect();
-            rows.sort_unstable_by_key(|row| row.0);
-            round.ids = rows.iter().map(|row| row.0).collect();
-            round.from_generations = rows.iter().map(|row| row.1).collect();
-            round.issued = rows.iter().map(|row| row.2).collect();
+            round.sort();
         }
         revokes.sort();
         let mut users: Vec<(Uuid, i64, Uuid)> = (0..user_revokes.ids.len())
@@ -216,6 +256,16 @@ impl Plan {
             user_revokes,
             user_revoke_keeps: users.iter().map(|row| row.2).collect(),
         }
+    }
+}
+
+impl Plan {
+    pub(super) fn new(batch: &[SessionWrite]) -> Self {
+        let mut builder = PlanBuilder::default();
+        for write in batch {
+            builder.add(write);
+        }
+        builder.into_plan()
     }
 
     /// How many statements the batch takes.
@@ -278,72 +328,41 @@ pub(super) struct Written {
 }
 
 /// Runs the statements of `plan` on `c` (a transaction, or the bare
-/// connection when there is one statement).
+/// connection when there is one statement). The outer error is the
+/// database's; the inner one a returned row that does not read back.
 pub(super) async fn apply_plan<C: deadpool_postgres::GenericClient + Sync>(
     c: &C,
     plan: &Plan,
 ) -> Result<Result<Written, StoreError>, tokio_postgres::Error> {
     let mut changes = ChangeSet::default();
-    let mut created = Vec::new();
-    if !plan.creates.ids.is_empty() {
-        let statement = c.prepare_cached(CREATE_SESSIONS).await?;
-        let n = &plan.creates;
-        let rows = c
-            .query(
-                &statement,
-                &[
-                    &n.ids,
-                    &n.user_ids,
-                    &n.generations,
-                    &n.issued,
-                    &n.expires,
-                    &n.revoked,
-                    &n.user_int_ids,
-                    &n.client_addresses,
-                    &n.user_agents,
-                ],
-            )
-            .await?;
-        created = ids(&rows)?;
-    }
+    let created = if plan.creates.ids.is_empty() {
+        Vec::new()
+    } else {
+        create_sessions(c, &plan.creates).await?
+    };
     let mut rotated = Vec::with_capacity(plan.rotation_rounds.len());
     for round in &plan.rotation_rounds {
-        let statement = c.prepare_cached(ROTATE_SESSIONS).await?;
-        let rows = c
-            .query(
-                &statement,
-                &[&round.ids, &round.from_generations, &round.issued],
-            )
-            .await?;
-        rotated.push(ids(&rows)?);
-        if let Err(e) = record_rows(&mut changes, &rows) {
-            return Ok(Err(e));
+        let params: [&(dyn ToSql + Sync); 3] = [&round.ids, &round.from_generations, &round.issued];
+        match change_sessions(c, ROTATE_SESSIONS, &params, &mut changes).await? {
+            Ok(ids) => rotated.push(ids),
+            Err(e) => return Ok(Err(e)),
         }
     }
     let mut revoked = Vec::new();
     if !plan.revokes.ids.is_empty() {
-        let statement = c.prepare_cached(REVOKE_SESSIONS).await?;
-        let rows = c
-            .query(&statement, &[&plan.revokes.ids, &plan.revokes.at])
-            .await?;
-        revoked = ids(&rows)?;
-        if let Err(e) = record_rows(&mut changes, &rows) {
-            return Ok(Err(e));
+        let params: [&(dyn ToSql + Sync); 2] = [&plan.revokes.ids, &plan.revokes.at];
+        match change_sessions(c, REVOKE_SESSIONS, &params, &mut changes).await? {
+            Ok(ids) => revoked = ids,
+            Err(e) => return Ok(Err(e)),
         }
     }
     if !plan.user_revokes.ids.is_empty() {
-        let statement = c.prepare_cached(REVOKE_USERS).await?;
-        let rows = c
-            .query(
-                &statement,
-                &[
-                    &plan.user_revokes.ids,
-                    &plan.user_revokes.at,
-                    &plan.user_revoke_keeps,
-                ],
-            )
-            .await?;
-        if let Err(e) = record_rows(&mut changes, &rows) {
+        let params: [&(dyn ToSql + Sync); 3] = [
+            &plan.user_revokes.ids,
+            &plan.user_revokes.at,
+            &plan.user_revoke_keeps,
+        ];
+        if let Err(e) = change_sessions(c, REVOKE_USERS, &params, &mut changes).await? {
             return Ok(Err(e));
         }
     }
@@ -353,6 +372,46 @@ pub(super) async fn apply_plan<C: deadpool_postgres::GenericClient + Sync>(
         revoked,
         changes: changes.into_list(),
     }))
+}
+
+/// Runs [`CREATE_SESSIONS`]: the ids of the sessions created.
+async fn create_sessions<C: deadpool_postgres::GenericClient + Sync>(
+    c: &C,
+    n: &Creates,
+) -> Result<Vec<Uuid>, tokio_postgres::Error> {
+    let statement = c.prepare_cached(CREATE_SESSIONS).await?;
+    let rows = c
+        .query(
+            &statement,
+            &[
+                &n.ids,
+                &n.user_ids,
+                &n.generations,
+                &n.issued,
+                &n.expires,
+                &n.revoked,
+                &n.user_int_ids,
+                &n.client_addresses,
+                &n.user_agents,
+            ],
+        )
+        .await?;
+    ids(&rows)
+}
+
+/// Runs one of the statements that change sessions and return their final
+/// states (rotate, revoke, revoke a user's): the ids of the sessions it
+/// changed, their final states recorded in `changes`.
+async fn change_sessions<C: deadpool_postgres::GenericClient + Sync>(
+    c: &C,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    changes: &mut ChangeSet,
+) -> Result<Result<Vec<Uuid>, StoreError>, tokio_postgres::Error> {
+    let statement = c.prepare_cached(sql).await?;
+    let rows = c.query(&statement, params).await?;
+    let changed = ids(&rows)?;
+    Ok(record_rows(changes, &rows).map(|()| changed))
 }
 
 fn ids(rows: &[Row]) -> Result<Vec<Uuid>, tokio_postgres::Error> {

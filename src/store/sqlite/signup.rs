@@ -4,7 +4,8 @@
 
 use rusqlite::{params, TransactionBehavior};
 
-use super::{is_email_taken, sqlite_error, SqliteStore, CREATE_SESSION, INSERT_USER};
+use super::writes::CREATE_SESSION;
+use super::{is_email_taken, sqlite_error, SqliteStore, INSERT_USER};
 use crate::domain::Session;
 use crate::store::{NewSession, NewUser, StoreError};
 
