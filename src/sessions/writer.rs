@@ -53,8 +53,8 @@ pub struct BatchLimits {
     /// second batch in flight halves the batches (the next one no longer
     /// gathers what arrives during a commit), which cost 35–45% more
     /// PostgreSQL CPU per refresh for no more throughput (measured at 64
-    /// and 256 connections on the 2-vCPU benchmark machine, README
-    /// "Performance").
+    /// and 256 connections on the 2-vCPU benchmark machine,
+    /// `.ci/RESULTS.md`, "Notes on the run").
     pub concurrency: usize,
 }
 

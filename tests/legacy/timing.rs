@@ -9,7 +9,8 @@ use crate::OldDeployment;
 
 /// The floor for this test: well above bcrypt's cost in this build even
 /// on a machine busy with the rest of the suite (the floor must exceed the
-/// slowest hash to hide it; see README, "Timing").
+/// slowest hash to hide it; see `.ci/RESULTS.md`, "Failed sign-ins take
+/// the same time").
 const FLOOR: Duration = Duration::from_millis(1500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
